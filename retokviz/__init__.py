@@ -1,0 +1,30 @@
+"""retokviz: token reduction in vision transformers, on any timm ViT, with per-layer provenance.
+
+    import timm, retokviz as rv
+
+    model = timm.create_model("deit_small_patch16_224")
+    rv.apply(model, rv.EViT(keep_rate=0.7))      # patch in place; applying again replaces the method
+    with rv.record(model) as trace:              # which original patches are kept, fused, merged or dropped
+        logits = model(images)
+    rv.remove(model)                             # the untouched model, exactly
+"""
+from retokviz.macs import count_macs
+from retokviz.methods import EViT, Method
+from retokviz.patch import UnsupportedModelError, apply, method_of, remove
+from retokviz.provenance import LayerRecord, Status, Trace, record
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EViT",
+    "LayerRecord",
+    "Method",
+    "Status",
+    "Trace",
+    "UnsupportedModelError",
+    "apply",
+    "count_macs",
+    "method_of",
+    "record",
+    "remove",
+]

@@ -1,0 +1,45 @@
+"""Images in and out of a model: the preprocessing a timm model expects, and a picture to draw on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+
+def prepare(image: Image.Image | np.ndarray | str | Path, model: nn.Module,
+            size: int | None = None) -> tuple[Tensor, np.ndarray]:
+    """Resize (shorter side), centre-crop and normalise an image for `model`.
+
+    Args:
+        image: a PIL image, an array [H, W, 3] (uint8, or float in 0..1), or a path to an image file.
+        model: the timm model; its pretrained_cfg gives the normalisation (ImageNet's if absent).
+        size: the square side to crop to; None means the model's input size.
+
+    Returns:
+        ([1, 3, size, size] float tensor for the model, [size, size, 3] float array in 0..1 to draw on).
+    """
+    if isinstance(image, (str, Path)):
+        image = Image.open(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"an image array must be [H, W, 3] (or RGBA), got shape {image.shape}")
+        array = image[..., :3]
+        if array.dtype != np.uint8:
+            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        image = Image.fromarray(array)
+    if size is None:
+        size = model.patch_embed.img_size[0]
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    picture = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
+    config = getattr(model, "pretrained_cfg", None) or {}
+    mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406))).view(3, 1, 1)
+    std = torch.tensor(config.get("std", (0.229, 0.224, 0.225))).view(3, 1, 1)
+    tensor = (torch.from_numpy(picture).permute(2, 0, 1) - mean) / std
+    return tensor.unsqueeze(0), picture

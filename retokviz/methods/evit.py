@@ -1,0 +1,89 @@
+"""EViT: keep the tokens the class token attends to most, fuse the rest into one token.
+
+Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via Token Reorganizations",
+ICLR 2022 (arXiv 2202.07800). At each reduction block, over the P' patch tokens present:
+
+1. K = ceil(keep_rate * P'); keep the K tokens with the largest class attention a_i.
+2. Without fusion the other P' - K tokens are dropped.
+3. With fusion they become one token, sum of a_i * x_i over the dropped i (raw scores, not renormalised),
+   placed after the kept ones. At the next reduction block it is an ordinary token.
+
+Choice left open by the paper: the kept tokens stay in their original spatial order (the reference code orders
+them by score). Attention and the class-token head do not depend on the order, so the output is the same up to
+float round-off, and spatial order keeps the token indices of a trace readable.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from retokviz.methods.base import Method, Regroup, check_layers, resolve_layers
+from retokviz.scoring import AttentionView
+
+# keep_rate * P is a float product: 0.7 * 100 == 70.00000000000001, whose ceil would be 71, not the intended 70.
+_ROUND_OFF = 1e-9
+
+
+@dataclass(frozen=True)
+class EViT(Method):
+    """Token reorganization (EViT).
+
+    Args:
+        keep_rate: fraction of the patch tokens kept at each reduction block, 0 < keep_rate <= 1.
+            1.0 reduces nothing (the model's output is unchanged).
+        layers: the reduction blocks, 0-based. None means depth//4, depth//2, 3*depth//4 ((3, 6, 9) for 12 blocks).
+        fuse: fuse the inattentive tokens into one extra token (True) or drop them (False).
+    """
+
+    keep_rate: float = 0.7
+    layers: tuple[int, ...] | None = None
+    fuse: bool = True
+
+    needs_class_token = True
+
+    def __post_init__(self) -> None:
+        rate = self.keep_rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+            raise TypeError(f"EViT.keep_rate must be a number in (0, 1], got {rate!r}")
+        if not 0.0 < float(rate) <= 1.0:  # also rejects NaN
+            raise ValueError(f"EViT.keep_rate must be in (0, 1], got {rate!r}")
+        if not isinstance(self.fuse, bool):
+            raise TypeError(f"EViT.fuse must be True or False, got {self.fuse!r}")
+        object.__setattr__(self, "keep_rate", float(rate))
+        object.__setattr__(self, "layers", check_layers("EViT", self.layers))
+
+    def reduction_layers(self, depth: int) -> tuple[int, ...]:
+        return resolve_layers("EViT", self.layers, depth)
+
+    def num_kept(self, num_tokens: int) -> int:
+        """K = ceil(keep_rate * P'): how many of `num_tokens` patch tokens are kept as they are."""
+        return min(num_tokens, math.ceil(self.keep_rate * num_tokens - _ROUND_OFF))
+
+    def tokens_after(self, num_tokens: int) -> int:
+        kept = self.num_kept(num_tokens)
+        return kept + int(self.fuse and kept < num_tokens)
+
+    def reduce(self, x: Tensor, view: AttentionView, track: bool) -> tuple[Tensor, Regroup | None]:
+        prefix = view.num_prefix
+        batch, _, channels = x.shape
+        patches = x[:, prefix:]                                   # [B, P, C]
+        num_in = patches.shape[1]
+        num_keep = self.num_kept(num_in)
+        scores = view.class_scores()                              # [B, P]
+        keep = scores.topk(num_keep, dim=1, sorted=False).indices.sort(dim=1).values     # [B, K]
+        kept = patches.gather(1, keep.unsqueeze(-1).expand(-1, -1, channels))           # [B, K, C]
+        parts = [x[:, :prefix], kept]
+        fused = self.fuse and num_keep < num_in
+        if fused:
+            weights = scores.scatter(1, keep, 0.0).to(x.dtype)                         # a_i of the inattentive
+            parts.append(torch.bmm(weights.unsqueeze(1), patches))                      # [B, 1, C]
+        out = torch.cat(parts, dim=1)
+        if not track:
+            return out, None
+        dest = torch.full((batch, num_in), num_keep if fused else -1, dtype=torch.long, device=x.device)
+        dest.scatter_(1, keep, torch.arange(num_keep, device=x.device).expand(batch, -1))
+        return out, Regroup(dest, num_keep + int(fused), num_keep if fused else None)

@@ -1,0 +1,65 @@
+"""Property tests: the trace contract and EViT's token schedule over random configurations."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from functools import lru_cache
+
+import torch
+from hypothesis import given, settings, strategies as st
+
+import retokviz as rv
+from conftest import check_trace, tiny_vit
+
+
+@lru_cache(maxsize=None)
+def dynamic_vit(depth: int):
+    """One tiny ViT per depth that takes any image size (multiples of its 16-pixel patches)."""
+    return tiny_vit("deit3_layerscale", depth=depth, dynamic_img_size=True)
+
+
+@st.composite
+def configurations(draw):
+    depth = draw(st.integers(1, 6))
+    return dict(
+        depth=depth,
+        keep_rate=draw(st.floats(0.01, 1.0)),
+        layers=tuple(draw(st.lists(st.integers(0, depth - 1), unique=True, max_size=depth))),
+        fuse=draw(st.booleans()),
+        batch=draw(st.integers(1, 3)),
+        grid=(draw(st.integers(1, 6)), draw(st.integers(1, 6))),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(configurations())
+def test_trace_invariants_and_token_schedule(config):
+    model = dynamic_vit(config["depth"])
+    method = rv.EViT(keep_rate=config["keep_rate"], layers=config["layers"], fuse=config["fuse"])
+    rows, cols = config["grid"]
+    images = torch.randn(config["batch"], 3, rows * 16, cols * 16)
+    rv.apply(model, method)
+    with rv.record(model) as trace, torch.no_grad():
+        logits = model(images)
+    check_trace(trace, model, config["batch"])
+    assert trace.grid_size == (rows, cols)
+    tokens, schedule = rows * cols, []
+    for index in range(config["depth"]):
+        if index in config["layers"]:
+            kept = math.ceil(Fraction(config["keep_rate"]) * tokens - Fraction(1, 10**9))
+            tokens = kept + int(config["fuse"] and kept < tokens)
+        schedule.append(tokens)
+    assert [layer.num_tokens for layer in trace.layers] == schedule
+    if all(count == rows * cols for count in schedule):  # nothing reduced: exactly the untouched model
+        rv.remove(model)
+        with torch.no_grad():
+            assert torch.equal(model(images), logits)
+
+
+@given(st.floats(0.001, 1.0), st.integers(1, 5000))
+def test_kept_count_bounds(keep_rate, num_tokens):
+    method = rv.EViT(keep_rate=keep_rate)
+    kept = method.num_kept(num_tokens)
+    assert 1 <= kept <= num_tokens
+    assert kept >= keep_rate * num_tokens - 1e-6 and kept - 1 < keep_rate * num_tokens
+    assert method.tokens_after(num_tokens) == kept + int(kept < num_tokens)
