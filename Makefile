@@ -18,6 +18,7 @@ $(BIN)/python:
 
 # A stamp per extra: reinstall only when pyproject.toml changes.
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	@echo "Installing retokviz[$*] into $(VENV) (the first time brings PyTorch from PyPI: a few minutes)"
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	@touch $@
 
