@@ -14,6 +14,7 @@ fused attention kernel stays on. `remove` restores the classes and removes the h
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from timm.layers import Attention
@@ -21,8 +22,13 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
-from retokviz.methods.base import Method
+from retokviz.methods.base import Method, Regroup
+from retokviz.methods.compose import as_tuple, compose, schedule
 from retokviz.scoring import AttentionView
+
+
+# Fewer patch tokens than this leave nothing to choose between: the image is too small for token reduction.
+MIN_PATCHES = 2
 
 
 class UnsupportedModelError(TypeError):
@@ -33,18 +39,34 @@ class Patch:
     """The per-model state of a patched model, shared by its blocks (kept as `model._retokviz`).
 
     Attributes:
-        method: the reduction method in force.
-        reduce_at: the block indices where it reduces.
+        method: the reduction method in force, or a tuple of methods composed.
+        schedule: for each block where something reduces, the methods that reduce there, in order.
         num_prefix: the model's prefix tokens (class token, registers), never reduced.
+        depth: the number of blocks.
+        has_class_token: whether the model has a class token (whose attention row is the importance score).
         recorder: the provenance recorder while `rv.record` is active, else None.
+        sizes: [B, N] float32 during a forward pass, the number of patches each token stands for, once a merging
+            method has merged tokens (None until then; reset at every forward pass).
     """
 
-    def __init__(self, model_name: str, method: Method, reduce_at: frozenset[int], num_prefix: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        method: Method | tuple[Method, ...],
+        plan: dict[int, tuple[Method, ...]],
+        num_prefix: int,
+        depth: int,
+        has_cls: bool,
+    ) -> None:
         self.model_name = model_name
         self.method = method
-        self.reduce_at = reduce_at
+        self.schedule = plan
         self.num_prefix = num_prefix
+        self.depth = depth
+        self.has_class_token = has_cls
         self.recorder: Any = None
+        self.sizes: Tensor | None = None
+        self.image_size: tuple[int, int] | None = None
 
 
 class ReducingBlock(Block):
@@ -57,35 +79,60 @@ class ReducingBlock(Block):
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """x: [B, N, C] -> [B, N', C], N' <= N."""
         patch = self._retokviz
+        index = self._retokviz_index
+        if index == 0:  # a new forward pass: every token stands for one patch again
+            patch.sizes = None
+            num_patches = x.shape[1] - patch.num_prefix
+            if num_patches < MIN_PATCHES and patch.schedule:
+                raise ValueError(
+                    f"{patch.model_name}: the image gives {num_patches} patch token(s); reducing needs at least "
+                    f"{MIN_PATCHES}: use a larger image (this model was made for {patch.image_size})"
+                )
+            if patch.recorder is not None:
+                patch.recorder.begin(x, patch.method, patch.num_prefix)
+        try:
+            return self._forward(patch, index, x, args, kwargs)
+        finally:
+            if index == patch.depth - 1:
+                patch.sizes = None  # the pass is over; hold no tensor between calls
+
+    def _forward(self, patch: Patch, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
         recorder = patch.recorder
-        if recorder is not None and self._retokviz_index == 0:
-            recorder.begin(x, patch.method, patch.num_prefix)
-        at_reduction = self._retokviz_index in patch.reduce_at
-        reduces = at_reduction and patch.method.reduces(x.shape[1] - patch.num_prefix)
-        if not (reduces or (at_reduction and recorder is not None)):
-            x = super().forward(x, *args, **kwargs)
+        methods = patch.schedule.get(index, ())
+        acting = _acting(methods, x.shape[1] - patch.num_prefix, index)
+        masked = bool(args) or kwargs.get("attn_mask") is not None or bool(kwargs.get("is_causal"))
+        if masked and (acting or patch.sizes is not None):
+            raise ValueError(
+                f"{patch.model_name}: block {index} reduces or merges tokens, which an attention mask or causal "
+                "attention can't follow; call the model without attn_mask / is_causal"
+            )
+        # Proportional attention (ToMe): a token standing for s patches is attended as if it were there s times.
+        bias = None if patch.sizes is None else patch.sizes.log()[:, None, None, :]        # [B, 1, 1, N]
+        if not (acting or (methods and recorder is not None)):
+            x = super().forward(x, *args, **kwargs) if bias is None else super().forward(x, attn_mask=bias)
             if recorder is not None:
                 recorder.add(None, None)
             return x
-        if args or kwargs.get("attn_mask") is not None or kwargs.get("is_causal"):
-            raise ValueError(
-                f"{patch.model_name}: block {self._retokviz_index} reduces tokens, which an attention mask or "
-                "causal attention can't follow; call the model without attn_mask / is_causal"
-            )
 
         self._retokviz_qk = {}
         try:
-            attended = self.attn(self.norm1(x))
+            attended = self.attn(self.norm1(x)) if bias is None else self.attn(self.norm1(x), attn_mask=bias)
             qk = self._retokviz_qk
         finally:
             self._retokviz_qk = None
         x = x + self.drop_path1(self.ls1(attended))
-        view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, patch.num_prefix)
-        step = None
-        if reduces:
-            x, step = patch.method.reduce(x, view, track=recorder is not None)
+        first_view = view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, patch.num_prefix, patch.sizes)
+        step: Regroup | None = None
+        for position, method in enumerate(acting):
+            last = position == len(acting) - 1
+            if position:  # the next method sees the tokens the previous one left, scored again
+                view = view.regrouped(reduced.step, reduced.sizes)
+            reduced = method.reduce(x, view, index, track=recorder is not None or not last)
+            x, patch.sizes = reduced.x, reduced.sizes
+            if reduced.step is not None:
+                step = reduced.step if step is None else step.then(reduced.step)
         if recorder is not None:
-            recorder.add(view.class_scores(), step)
+            recorder.add(first_view.class_scores() if patch.has_class_token else None, step)
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     def _retokviz_capture_q(self, module: nn.Module, args: tuple, q: Tensor) -> None:
@@ -99,6 +146,17 @@ class ReducingBlock(Block):
             self._retokviz_qk["k"] = k
 
 
+def _acting(methods: tuple[Method, ...], num_tokens: int, layer: int) -> list[Method]:
+    """The methods of a block that change its `num_tokens` patch tokens, in order."""
+    acting = []
+    for method in methods:
+        after = method.tokens_after(num_tokens, layer)
+        if after != num_tokens:
+            acting.append(method)
+        num_tokens = after
+    return acting
+
+
 _HOOKS = ("q_norm", ReducingBlock._retokviz_capture_q), ("k_norm", ReducingBlock._retokviz_capture_k)
 _BLOCK_ATTRIBUTES = ("_retokviz", "_retokviz_index", "_retokviz_qk")
 
@@ -110,16 +168,14 @@ def model_name(model: nn.Module) -> str:
     return f"{architecture} ({type(model).__name__})" if architecture else type(model).__name__
 
 
-def check_model(model: nn.Module, method: Method) -> tuple[int, ...]:
-    """Check that `method` can be applied to `model`; return its reduction blocks.
+def check_model(model: nn.Module, method: Method | tuple[Method, ...]) -> dict[int, tuple[Method, ...]]:
+    """Check that `method` (or composed methods) can be applied to `model`; return its schedule.
 
     Raises:
         UnsupportedModelError: the model is not a supported timm ViT, or lacks what the method needs.
         ValueError: the method's layers lie outside the model's blocks.
     """
     name = model_name(model)
-    if not isinstance(method, Method):
-        raise TypeError(f"rv.apply needs a method such as rv.EViT(keep_rate=0.7), got {method!r}")
     if isinstance(model, VisionTransformerDistilled) or getattr(model, "dist_token", None) is not None:
         raise UnsupportedModelError(
             f"{name}: distilled DeiT has a distillation token and a second head, which retokviz does not handle; "
@@ -137,20 +193,22 @@ def check_model(model: nn.Module, method: Method) -> tuple[int, ...]:
                 f"{name}: block {index} is a {type(block).__name__} (attention: {attention.__name__}); retokviz "
                 "patches timm's pre-norm Block with its standard Attention"
             )
-    if method.needs_class_token and model.cls_token is None:
+    ranking = [m for m in as_tuple(method) if m.needs_class_token]
+    if ranking and model.cls_token is None:
         raise UnsupportedModelError(
-            f"{name}: {type(method).__name__} ranks patches by the class token's attention, and this model has no "
+            f"{name}: {type(ranking[0]).__name__} ranks patches by the class token's attention, and this model has no "
             f"class token (class_token=False, global_pool={model.global_pool!r})"
         )
-    return method.reduction_layers(len(model.blocks))
+    return schedule(method, len(model.blocks))
 
 
-def apply(model: nn.Module, method: Method) -> nn.Module:
+def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     """Make `model` run `method`, in place; applying again replaces the method (cheap: nothing is rebuilt).
 
     Args:
         model: a timm VisionTransformer.
-        method: a reduction method, e.g. rv.EViT(keep_rate=0.7).
+        method: a reduction method, e.g. rv.EViT(keep_rate=0.7), or a list of methods composed, e.g.
+            [rv.ImagePiece(keep_rate=0.7), rv.ToMe(r=8)] (see `retokviz.methods.compose`).
 
     Returns:
         the same model.
@@ -158,17 +216,21 @@ def apply(model: nn.Module, method: Method) -> nn.Module:
     Raises:
         UnsupportedModelError, ValueError: before anything is changed, if the model or method doesn't fit.
     """
-    layers = check_model(model, method)
+    method = compose(method)
+    plan = check_model(model, method)
     patch = getattr(model, "_retokviz", None)
     if patch is not None:
-        patch.method, patch.reduce_at = method, frozenset(layers)
+        patch.method, patch.schedule = method, plan
         return model
-    patch = Patch(model_name(model), method, frozenset(layers), model.num_prefix_tokens)
+    patch = Patch(
+        model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
+    )
     for index, block in enumerate(model.blocks):
         block.__class__ = ReducingBlock
         block._retokviz, block._retokviz_index, block._retokviz_qk = patch, index, None
         for norm, hook in _HOOKS:
             getattr(block.attn, norm).register_forward_hook(hook.__get__(block))
+    patch.image_size = getattr(model.patch_embed, "img_size", None)
     model._retokviz = patch
     return model
 
@@ -204,7 +266,7 @@ def patch_of(model: nn.Module) -> Patch:
     return patch
 
 
-def method_of(model: nn.Module) -> Method | None:
-    """The method applied to `model`, or None."""
+def method_of(model: nn.Module) -> Method | tuple[Method, ...] | None:
+    """The method applied to `model` (a tuple for composed methods, as applied), or None."""
     patch = getattr(model, "_retokviz", None)
     return None if patch is None else patch.method

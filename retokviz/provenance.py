@@ -34,6 +34,12 @@ class Status(IntEnum):
     # carries several patches: its patches are MERGED. So all FUSED patches of a layer share one token, the last.
 
 
+def patches_per_token(owner: Tensor, num_tokens: int) -> Tensor:
+    """owner [B, P] (-1 for discarded patches) -> [B, num_tokens] how many patches each token carries."""
+    counts = torch.zeros(owner.shape[0], num_tokens + 1, dtype=torch.long, device=owner.device)
+    return counts.scatter_add_(1, owner + 1, torch.ones_like(owner))[:, 1:]   # column 0 collected the discarded
+
+
 class Provenance:
     """The patches each current patch token carries, updated by each reduction step.
 
@@ -62,10 +68,7 @@ class Provenance:
     def status(self) -> Tensor:
         """[B, P] the rv.Status of every original patch."""
         tokens = self.owner.clamp(min=0)
-        # patches per token; column 0 counts the discarded ones
-        counts = torch.zeros(self.owner.shape[0], self.num_tokens + 1, dtype=torch.long, device=self.owner.device)
-        counts.scatter_add_(1, self.owner + 1, torch.ones_like(self.owner))
-        shared = counts[:, 1:].gather(1, tokens) > 1
+        shared = patches_per_token(self.owner, self.num_tokens).gather(1, tokens) > 1
         status = torch.where(shared, Status.MERGED, Status.KEPT)
         status = torch.where(self.fused.gather(1, tokens), Status.FUSED, status)
         return torch.where(self.owner < 0, Status.DROPPED, status)
@@ -87,18 +90,49 @@ class LayerRecord:
         status: [B, P] LongTensor of rv.Status values.
         scores: [B, P] float, at a reduction block: the class attention a_i that decided this block's reduction,
             of the token that carried each patch when the block received it (NaN for patches discarded earlier).
-            None at the other blocks.
+            None at the other blocks, and in models without a class token.
+        token_scores: [B, T_in] the same class attention, one value per token the block received.
+        step: the reduction the block made, as a Regroup of the tokens it received (`dest`, and for merging
+            methods the `similarity` of each merged pair), or None.
     """
 
     num_tokens: int
     owner: Tensor
     status: Tensor
     scores: Tensor | None = None
+    token_scores: Tensor | None = None
+    step: Regroup | None = None
+
+    @property
+    def pieces(self) -> Tensor:
+        """[B, P] the piece id of each MERGED patch (the index of its token), -1 for the other patches.
+
+        Patches with one id were merged into one token: a renderer gives each id its own colour.
+        """
+        return self.owner.masked_fill(self.status != Status.MERGED, -1)
+
+    @property
+    def sizes(self) -> Tensor:
+        """[B, num_tokens] how many original patches each token carries."""
+        return patches_per_token(self.owner, self.num_tokens)
 
     def to(self, device: torch.device | str) -> "LayerRecord":
         """A copy with its tensors on `device`."""
-        scores = None if self.scores is None else self.scores.to(device)
-        return replace(self, owner=self.owner.to(device), status=self.status.to(device), scores=scores)
+
+        def move(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        step = self.step
+        if step is not None:
+            step = replace(step, dest=step.dest.to(device), similarity=move(step.similarity))
+        return replace(
+            self,
+            owner=self.owner.to(device),
+            status=self.status.to(device),
+            scores=move(self.scores),
+            token_scores=move(self.token_scores),
+            step=step,
+        )
 
 
 @dataclass
@@ -165,10 +199,13 @@ class Recorder:
         """
         provenance = self.provenance
         scores = None if token_scores is None else provenance.per_patch(token_scores)
+        token_scores = None if token_scores is None else token_scores.float()
         if step is not None:
             provenance.apply(step)
             self.status = provenance.status()
-        self.trace.layers.append(LayerRecord(provenance.num_tokens, provenance.owner, self.status, scores))
+        self.trace.layers.append(
+            LayerRecord(provenance.num_tokens, provenance.owner, self.status, scores, token_scores, step)
+        )
 
 
 @contextmanager

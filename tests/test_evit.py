@@ -170,7 +170,8 @@ def _view(batch=2, heads=3, tokens=9, dim=4, prefix=1, seed=0):
 def test_the_fused_token_is_the_score_weighted_sum_of_the_inattentive_tokens():
     view = _view()
     x = torch.randn(2, 9, 5, requires_grad=True)
-    out, step = rv.EViT(keep_rate=0.5).reduce(x, view, track=True)
+    reduced = rv.EViT(keep_rate=0.5).reduce(x, view, 0, track=True)
+    out, step = reduced.x, reduced.step
     scores = view.class_scores()
     assert out.shape == (2, 1 + 4 + 1, 5)
     assert torch.equal(out[:, 0], x[:, 0])
@@ -187,7 +188,8 @@ def test_the_fused_token_is_the_score_weighted_sum_of_the_inattentive_tokens():
 def test_gradients_reach_kept_and_fused_tokens_and_the_scores():
     view = _view()
     x = torch.randn(2, 9, 5, requires_grad=True)
-    out, step = rv.EViT(keep_rate=0.5).reduce(x, view, track=False)
+    reduced = rv.EViT(keep_rate=0.5).reduce(x, view, 0, track=False)
+    out, step = reduced.x, reduced.step
     assert step is None
     out.sum().backward()
     patch_grad = x.grad[:, 1:].abs().sum(dim=-1)                                # [B, P]
@@ -198,6 +200,7 @@ def test_gradients_reach_kept_and_fused_tokens_and_the_scores():
 def test_without_fusion_the_inattentive_tokens_are_dropped():
     view = _view()
     x = torch.randn(2, 9, 5)
-    out, step = rv.EViT(keep_rate=0.5, fuse=False).reduce(x, view, track=True)
+    reduced = rv.EViT(keep_rate=0.5, fuse=False).reduce(x, view, 0, track=True)
+    out, step = reduced.x, reduced.step
     assert out.shape == (2, 5, 5) and step.fused_slot is None and step.num_out == 4
     assert ((step.dest == -1).sum(dim=1) == 4).all()

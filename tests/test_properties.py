@@ -27,7 +27,7 @@ def configurations(draw):
         layers=tuple(draw(st.lists(st.integers(0, depth - 1), unique=True, max_size=depth))),
         fuse=draw(st.booleans()),
         batch=draw(st.integers(1, 3)),
-        grid=(draw(st.integers(1, 6)), draw(st.integers(1, 6))),
+        grid=draw(st.tuples(st.integers(1, 6), st.integers(1, 6)).filter(lambda grid: grid[0] * grid[1] >= 2)),
     )
 
 
@@ -62,4 +62,43 @@ def test_kept_count_bounds(keep_rate, num_tokens):
     kept = method.num_kept(num_tokens)
     assert 1 <= kept <= num_tokens
     assert kept >= keep_rate * num_tokens - 1e-6 and kept - 1 < keep_rate * num_tokens
-    assert method.tokens_after(num_tokens) == kept + int(kept < num_tokens)
+    assert method.tokens_after(num_tokens, 0) == kept + int(kept < num_tokens)
+
+
+@st.composite
+def merging_configurations(draw):
+    depth = draw(st.integers(1, 5))
+    kind = draw(st.sampled_from(["tome", "imagepiece", "both"]))
+    layers = tuple(draw(st.lists(st.integers(0, depth - 1), unique=True, min_size=1, max_size=depth)))
+    imagepiece = rv.ImagePiece(keep_rate=draw(st.floats(0.05, 1.0)), layers=layers,
+                               merge_rounds=draw(st.integers(0, 3)), fuse=draw(st.booleans()))
+    tome = rv.ToMe(r=draw(st.integers(0, 12)))
+    methods = {"tome": tome, "imagepiece": imagepiece, "both": [imagepiece, tome]}[kind]
+    grid = draw(st.tuples(st.integers(1, 6), st.integers(1, 6)).filter(lambda grid: grid[0] * grid[1] >= 2))
+    return dict(depth=depth, methods=methods, batch=draw(st.integers(1, 3)), grid=grid)
+
+
+@settings(max_examples=50, deadline=None)
+@given(merging_configurations())
+def test_trace_invariants_under_merging(config):
+    """ToMe, ImagePiece and the two composed: every patch accounted for, and the counts the methods promise."""
+    import warnings
+
+    from retokviz.methods.compose import token_counts
+
+    model = dynamic_vit(config["depth"])
+    rows, cols = config["grid"]
+    images = torch.randn(config["batch"], 3, rows * 16, cols * 16)
+    rv.apply(model, config["methods"])
+    with warnings.catch_warnings(), rv.record(model) as trace, torch.no_grad():
+        warnings.simplefilter("ignore")  # large r is clipped, with a warning
+        logits = model(images)
+    check_trace(trace, model, config["batch"])
+    expected = token_counts(rv.method_of(model), config["depth"], rows * cols)
+    assert [layer.num_tokens for layer in trace.layers] == expected
+    for layer in trace.layers:  # a token's size is the number of patches it carries
+        assert int(layer.sizes.sum(1).min()) == int((layer.owner >= 0).sum(1).min())
+    if all(count == rows * cols for count in expected):
+        rv.remove(model)
+        with torch.no_grad():
+            assert torch.equal(model(images), logits)

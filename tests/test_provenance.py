@@ -21,7 +21,7 @@ def test_trace_invariants_for_every_family(family, fuse):
     assert trace.method is method
     expected, tokens = [], 36
     for index in range(6):
-        tokens = method.tokens_after(tokens) if index in (0, 2, 4) else tokens
+        tokens = method.tokens_after(tokens, index) if index in (0, 2, 4) else tokens
         expected.append(tokens)
     assert [layer.num_tokens for layer in trace.layers] == expected
     last = trace.layers[-1].status
@@ -74,10 +74,10 @@ class SpyEViT(rv.EViT):
 
     calls: list
 
-    def reduce(self, x, view, track):
-        out, step = super().reduce(x, view, track)
-        self.calls.append((x, view.class_scores(), out))
-        return out, step
+    def reduce(self, x, view, layer, track):
+        reduced = super().reduce(x, view, layer, track)
+        self.calls.append((x, view.class_scores(), reduced.x))
+        return reduced
 
 
 def test_the_trace_follows_the_actual_tokens():
@@ -114,9 +114,9 @@ def test_nothing_is_tracked_or_left_behind_when_not_recording(monkeypatch):
     tracked = []
     original = rv.EViT.reduce
 
-    def reduce_checking_track(self, x, view, track):
+    def reduce_checking_track(self, x, view, layer, track):
         tracked.append(track)
-        return original(self, x, view, track)
+        return original(self, x, view, layer, track)
 
     monkeypatch.setattr(rv.EViT, "reduce", reduce_checking_track)
     with torch.no_grad():

@@ -1,5 +1,7 @@
-"""The reduction methods, one module each."""
-from retokviz.methods.base import Method, Regroup
+"""The reduction methods, one module each, and their composition."""
+from retokviz.methods.base import Method, Reduced, Regroup
 from retokviz.methods.evit import EViT
+from retokviz.methods.imagepiece import ImagePiece
+from retokviz.methods.tome import ToMe
 
-__all__ = ["EViT", "Method", "Regroup"]
+__all__ = ["EViT", "ImagePiece", "Method", "Reduced", "Regroup", "ToMe"]

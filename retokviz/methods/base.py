@@ -1,12 +1,15 @@
 """What every reduction method provides, and the record of one reduction step."""
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
+from retokviz.merging import compose_dest
 from retokviz.scoring import AttentionView
 
 
@@ -21,11 +24,73 @@ class Regroup:
             patch tokens) of the token that now carries it, or -1 if it was discarded.
         num_out: T_out, the number of outgoing patch tokens.
         fused_slot: the index of the outgoing EViT fused token, or None if the step made none.
+        similarity: [B, R] float32, for a merging step, the cosine similarity (in the matching's metric) of each
+            of the R pairs it merged; None for steps that merge nothing.
     """
 
     dest: Tensor
     num_out: int
     fused_slot: int | None = None
+    similarity: Tensor | None = None
+
+    def then(self, later: "Regroup") -> "Regroup":
+        """This step followed by `later` (a step on this step's output), as one step."""
+        dest = compose_dest(self.dest, later.dest)
+        fused_slot = later.fused_slot
+        if fused_slot is None and self.fused_slot is not None:
+            # this step's fused token, if the later step kept it alone, is still the block's fused token
+            moved = later.dest[:, self.fused_slot]
+            alone = (later.dest == moved[:, None]).sum(1) == 1
+            if bool((moved >= 0).all()) and bool((moved == moved[0]).all()) and bool(alone.all()):
+                fused_slot = int(moved[0])
+        similarities = [s for s in (self.similarity, later.similarity) if s is not None]
+        similarity = torch.cat(similarities, dim=1) if similarities else None
+        return Regroup(dest, later.num_out, fused_slot, similarity)
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """What one reduction step leaves.
+
+    Attributes:
+        x: [B, N', C] the new tokens, prefix tokens first and unchanged.
+        sizes: [B, N'] float32, how many original patches each token stands for (1 for prefix tokens, and for an
+            EViT fused token), or None where every token is still size 1 (then attention needs no size bias).
+        step: the Regroup of the patch tokens if it was asked for (`track`), else None.
+    """
+
+    x: Tensor
+    sizes: Tensor | None
+    step: Regroup | None
+
+
+# rate * P is a float product: 0.7 * 100 == 70.00000000000001, whose ceil would be 71, not the intended 70.
+_ROUND_OFF = 1e-9
+
+
+def ceil_share(rate: float, num_tokens: int) -> int:
+    """ceil(rate * num_tokens), robust to float round-off, at most num_tokens."""
+    return min(num_tokens, math.ceil(rate * num_tokens - _ROUND_OFF))
+
+
+def check_rate(owner: str, name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
+    """Validate a fraction field (a keep rate, a share of tokens); returns it as a float."""
+    low = "[0" if allow_zero else "(0"
+    high = "1]" if allow_one else "1)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}.{name} must be a number in {low}, {high}, got {value!r}")
+    rate = float(value)
+    inside = (0.0 <= rate if allow_zero else 0.0 < rate) and (rate <= 1.0 if allow_one else rate < 1.0)
+    if not inside:  # also rejects NaN
+        raise ValueError(f"{owner}.{name} must be in {low}, {high}, got {value!r}")
+    return rate
+
+
+def check_flag(owner: str, name: str, value: object) -> bool:
+    """Validate a boolean field."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}.{name} must be True or False, got {value!r}")
+    return value
 
 
 def check_layers(owner: str, layers: object) -> tuple[int, ...] | None:
@@ -76,23 +141,24 @@ class Method:
         """
         raise NotImplementedError
 
-    def tokens_after(self, num_tokens: int) -> int:
-        """How many patch tokens leave a reduction block that receives `num_tokens` patch tokens."""
+    def tokens_after(self, num_tokens: int, layer: int) -> int:
+        """How many patch tokens leave reduction block `layer` when it receives `num_tokens` patch tokens."""
         raise NotImplementedError
 
-    def reduces(self, num_tokens: int) -> bool:
-        """Whether a reduction block that receives `num_tokens` patch tokens changes anything."""
-        return self.tokens_after(num_tokens) != num_tokens
+    def reduces(self, num_tokens: int, layer: int) -> bool:
+        """Whether reduction block `layer` changes anything when it receives `num_tokens` patch tokens."""
+        return self.tokens_after(num_tokens, layer) != num_tokens
 
-    def reduce(self, x: Tensor, view: AttentionView, track: bool) -> tuple[Tensor, Regroup | None]:
-        """Reduce the token set.
+    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
+        """Reduce the token set at block `layer`.
 
         Args:
             x: [B, N, C] all tokens after the attention residual, prefix tokens first.
-            view: the block's attention (class scores, keys), computed on demand.
+            view: the block's attention (class scores, keys, token sizes), computed on demand.
+            layer: the block's index.
             track: whether to describe the step as a Regroup (only when someone records provenance).
 
         Returns:
-            [B, N', C] the new tokens (prefix tokens first and unchanged), and the Regroup if `track`, else None.
+            the new tokens, their sizes, and the Regroup if `track`.
         """
         raise NotImplementedError

@@ -14,18 +14,22 @@ float round-off, and spatial order keeps the token indices of a trace readable.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from retokviz.methods.base import Method, Regroup, check_layers, resolve_layers
+from retokviz.methods.base import (
+    Method,
+    Reduced,
+    Regroup,
+    ceil_share,
+    check_flag,
+    check_layers,
+    check_rate,
+    resolve_layers,
+)
 from retokviz.scoring import AttentionView
-
-# keep_rate * P is a float product: 0.7 * 100 == 70.00000000000001, whose ceil would be 71, not the intended 70.
-_ROUND_OFF = 1e-9
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,8 @@ class EViT(Method):
     needs_class_token = True
 
     def __post_init__(self) -> None:
-        rate = self.keep_rate
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-            raise TypeError(f"EViT.keep_rate must be a number in (0, 1], got {rate!r}")
-        if not 0.0 < float(rate) <= 1.0:  # also rejects NaN
-            raise ValueError(f"EViT.keep_rate must be in (0, 1], got {rate!r}")
-        if not isinstance(self.fuse, bool):
-            raise TypeError(f"EViT.fuse must be True or False, got {self.fuse!r}")
-        object.__setattr__(self, "keep_rate", float(rate))
+        object.__setattr__(self, "keep_rate", check_rate("EViT", "keep_rate", self.keep_rate))
+        check_flag("EViT", "fuse", self.fuse)
         object.__setattr__(self, "layers", check_layers("EViT", self.layers))
 
     def reduction_layers(self, depth: int) -> tuple[int, ...]:
@@ -61,13 +59,13 @@ class EViT(Method):
 
     def num_kept(self, num_tokens: int) -> int:
         """K = ceil(keep_rate * P'): how many of `num_tokens` patch tokens are kept as they are."""
-        return min(num_tokens, math.ceil(self.keep_rate * num_tokens - _ROUND_OFF))
+        return ceil_share(self.keep_rate, num_tokens)
 
-    def tokens_after(self, num_tokens: int) -> int:
+    def tokens_after(self, num_tokens: int, layer: int) -> int:
         kept = self.num_kept(num_tokens)
         return kept + int(self.fuse and kept < num_tokens)
 
-    def reduce(self, x: Tensor, view: AttentionView, track: bool) -> tuple[Tensor, Regroup | None]:
+    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
         prefix = view.num_prefix
         batch, _, channels = x.shape
         patches = x[:, prefix:]                                   # [B, P, C]
@@ -82,8 +80,12 @@ class EViT(Method):
             weights = scores.scatter(1, keep, 0.0).to(x.dtype)                         # a_i of the inattentive
             parts.append(torch.bmm(weights.unsqueeze(1), patches))                      # [B, 1, C]
         out = torch.cat(parts, dim=1)
+        sizes = None
+        if view.sizes is not None:  # sizes tracked by a merging method: carried along; a fused token is one token
+            sizes = [view.sizes[:, :prefix], view.sizes[:, prefix:].gather(1, keep)]
+            sizes = torch.cat(sizes + [view.sizes.new_ones(batch, 1)] * fused, dim=1)
         if not track:
-            return out, None
+            return Reduced(out, sizes, None)
         dest = torch.full((batch, num_in), num_keep if fused else -1, dtype=torch.long, device=x.device)
         dest.scatter_(1, keep, torch.arange(num_keep, device=x.device).expand(batch, -1))
-        return out, Regroup(dest, num_keep + int(fused), num_keep if fused else None)
+        return Reduced(out, sizes, Regroup(dest, num_keep + int(fused), num_keep if fused else None))

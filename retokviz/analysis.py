@@ -1,0 +1,157 @@
+"""The ImagePiece paper's analyses, as numbers per block: what merging does to meaning.
+
+    rv.analysis.attentiveness_recovery(model, images)    # {block: share of bottom tokens that reach the top next}
+    rv.analysis.merge_similarity(model, images)          # {block: mean cosine similarity of the pairs merged}
+    rv.analysis.semantic_dilution(model, images, 0.7)    # {block: share of merged tokens holding a top token}
+
+Each runs the model (with its method applied) under `rv.record` and reads the trace. The "top set" of a block is
+the ceil(top_rate * T) tokens with the highest class attention among the T tokens it receives; `top_rate` defaults
+to the keep rate of the applied EViT or ImagePiece. Counts are pooled over all images before dividing.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from retokviz.merging import compose_dest
+from retokviz.methods.base import ceil_share
+from retokviz.methods.compose import as_tuple
+from retokviz.patch import patch_of
+from retokviz.provenance import Trace, record
+
+
+def attentiveness_recovery(
+    model: nn.Module, images: Tensor, top_rate: float | None = None, batch_size: int = 64, progress: bool = False
+) -> dict[int, float]:
+    """Of the tokens in the bottom set at one reduction block, the share whose token is in the top set at the next.
+
+    ImagePiece's claim: tokens judged inattentive at one block often become attentive at the next once merged
+    into a piece. The bottom set is everything outside the top set. Blocks are the reduction blocks of the applied
+    EViT or ImagePiece (every merging block for ToMe alone).
+
+    Args:
+        model: a timm ViT with a method applied.
+        images: [B, 3, H, W] normalised images.
+        top_rate: share of the tokens in a block's top set, in (0, 1]; None: the method's keep rate.
+        batch_size: images per forward pass.
+        progress: show a progress bar over the batches.
+
+    Returns:
+        {block i: share} for each reduction block i that has a later one.
+    """
+    rate = _top_rate(model, top_rate)
+    found, total = {}, {}
+    for trace in _traces(model, images, batch_size, progress):
+        blocks = _reduction_blocks(model, trace)
+        for here, there in zip(blocks, blocks[1:]):
+            scores = trace.layers[here].token_scores                                 # [B, T_i]
+            bottom = ~_top_set(scores, rate)
+            dest = trace.layers[here].step.dest
+            for layer in trace.layers[here + 1:there]:
+                if layer.step is not None:
+                    dest = compose_dest(dest, layer.step.dest)
+            top_there = _top_set(trace.layers[there].token_scores, rate)             # [B, T_j]
+            reached = top_there.gather(1, dest.clamp(min=0)) & (dest >= 0)
+            found[here] = found.get(here, 0) + int((reached & bottom).sum())
+            total[here] = total.get(here, 0) + int(bottom.sum())
+    return {block: found[block] / total[block] for block in sorted(total) if total[block]}
+
+
+def merge_similarity(
+    model: nn.Module, images: Tensor, batch_size: int = 64, progress: bool = False
+) -> dict[int, float]:
+    """The mean cosine similarity of the token pairs merged at each block (in the matching's metric, the keys
+    averaged over heads). ImagePiece's claim: its merged pairs stay similar in deep blocks, ToMe's do not.
+
+    Returns:
+        {block: mean similarity} for each block that merged something (ToMe, ImagePiece, or both composed).
+    """
+    sums, counts = {}, {}
+    for trace in _traces(model, images, batch_size, progress):
+        for block, layer in enumerate(trace.layers):
+            if layer.step is not None and layer.step.similarity is not None and layer.step.similarity.numel():
+                sums[block] = sums.get(block, 0.0) + float(layer.step.similarity.double().sum())
+                counts[block] = counts.get(block, 0) + layer.step.similarity.numel()
+    return {block: sums[block] / counts[block] for block in sorted(counts)}
+
+
+def semantic_dilution(
+    model: nn.Module, images: Tensor, top_rate: float | None = None, batch_size: int = 64, progress: bool = False
+) -> dict[int, float]:
+    """The share of the merged tokens leaving each block that absorbed an important token.
+
+    A merged token is one that took in two or more of the tokens the block received (an EViT fused token is not
+    counted); an important token is one in the block's top set. ImagePiece's claim: few of its merges dilute a
+    semantic token, unlike ToMe's.
+
+    Args:
+        top_rate: share of the tokens in a block's top set, in (0, 1]; None: the method's keep rate (give it
+            for ToMe alone, e.g. 0.7 to compare with ImagePiece at keep rate 0.7).
+
+    Returns:
+        {block: share} for each block that merged something.
+    """
+    rate = _top_rate(model, top_rate)
+    diluted, merged = {}, {}
+    for trace in _traces(model, images, batch_size, progress):
+        for block, layer in enumerate(trace.layers):
+            step = layer.step
+            if step is None or layer.token_scores is None:
+                continue
+            important = _top_set(layer.token_scores, rate).long()                    # [B, T_in]
+            slots = step.dest + 1                                                    # slot 0: discarded
+            width = step.num_out + 1
+            members = torch.zeros(slots.shape[0], width, dtype=torch.long).scatter_add_(1, slots, torch.ones_like(slots))
+            holds = torch.zeros_like(members).scatter_add_(1, slots, important)
+            group = members[:, 1:] > 1
+            if step.fused_slot is not None:
+                group[:, step.fused_slot] = False
+            diluted[block] = diluted.get(block, 0) + int((group & (holds[:, 1:] > 0)).sum())
+            merged[block] = merged.get(block, 0) + int(group.sum())
+    return {block: diluted[block] / merged[block] for block in sorted(merged) if merged[block]}
+
+
+def _traces(model: nn.Module, images: Tensor, batch_size: int, progress: bool) -> Iterator[Trace]:
+    """Run `model` over `images` in batches; yield each batch's trace, on the CPU."""
+    if images.dim() != 4:
+        raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    starts = range(0, images.shape[0], batch_size)
+    for start in tqdm(starts, desc="analysing", disable=not progress, leave=False):
+        with record(model) as trace, torch.no_grad():
+            model(images[start:start + batch_size].to(device))
+        yield trace.to("cpu")
+
+
+def _top_rate(model: nn.Module, top_rate: float | None) -> float:
+    if top_rate is not None:
+        if not 0.0 < float(top_rate) <= 1.0:
+            raise ValueError(f"top_rate must be in (0, 1], got {top_rate!r}")
+        return float(top_rate)
+    rates = [m.keep_rate for m in as_tuple(patch_of(model).method) if hasattr(m, "keep_rate")]
+    if not rates:
+        raise ValueError(
+            f"{patch_of(model).model_name}: no EViT or ImagePiece applied, so no keep rate defines the top set; "
+            "pass top_rate (e.g. 0.7)"
+        )
+    return min(rates)
+
+
+def _reduction_blocks(model: nn.Module, trace: Trace) -> list[int]:
+    """The blocks of the applied EViT/ImagePiece, else every block that reduced (ToMe)."""
+    depth = len(trace.layers)
+    ranked = [m for m in as_tuple(patch_of(model).method) if hasattr(m, "keep_rate")]
+    blocks = sorted({b for m in ranked for b in m.reduction_layers(depth)}) if ranked else range(depth)
+    return [b for b in blocks if trace.layers[b].step is not None and trace.layers[b].token_scores is not None]
+
+
+def _top_set(scores: Tensor, rate: float) -> Tensor:
+    """[B, T] scores -> [B, T] bool, the ceil(rate * T) highest of each row."""
+    count = ceil_share(rate, scores.shape[1])
+    top = scores.topk(count, dim=1).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, top, True)

@@ -1,0 +1,197 @@
+"""ImagePiece: merge the least meaningful tokens into pieces, keep the pieces that gain meaning, drop the rest.
+
+Yoon et al., "ImagePiece: Content-aware Re-tokenization for Efficient Image Recognition" (arXiv 2412.16491). Like
+WordPiece grouping characters into meaningful units, at each reduction block over the T patch tokens present:
+
+1. Importance: the class attention a_i. The K = ceil(keep_rate * T) highest are semantic; the others are the
+   non-semantic candidates (the bottom set).
+2. Re-tokenization: bipartite soft matching (ToMe's steps, `retokviz.merging`) among the candidates only, A/B
+   alternating in their spatial order; semantic tokens are never merged. Merging is size-weighted.
+3. Re-evaluation: the tokens are scored again against the class query, a piece's key being the size-weighted mean
+   of its members' keys plus the log-size bias of proportional attention. Steps 1-2 repeat on the pieces
+   (`merge_rounds` times, as the seed says), then the K highest-scoring tokens are kept and the ones that stay
+   non-semantic are discarded (or, with `fuse=True`, fused EViT-style into one token).
+
+What the sources leave open, and what is chosen here:
+
+- Budget. A reduction block always leaves K = ceil(keep_rate * T) patch tokens (plus one fused token with
+  `fuse=True` when anything is discarded), exactly EViT's count at the same keep rate. So batches stay rectangular,
+  the MACs match EViT's, and at equal keep rate the two compare at an equal token budget. Pieces compete with the
+  semantic tokens for the K places: a piece that gained meaning displaces the weakest semantic token.
+- Placement. The default blocks are EViT's (depth//4, depth//2, 3*depth//4; (3, 6, 9) for 12 blocks), again for
+  the equal-budget comparison. The seed says ImagePiece re-tokenizes early, so that the count falls from the first
+  layers: pass e.g. `layers=(1, 3, 6, 9)` for that.
+- Semantic tokens are never merged, in any round: "semantic" is the top K at the block's input. Later rounds
+  merge among the pieces only, so a piece can't absorb a semantic token (no semantic dilution by construction).
+- Candidate set. `candidates=None` makes the bottom set all the non-semantic tokens (the "bottom-k", T - K at
+  first). A share `candidates` in (0, 1) makes it the lowest-scoring ceil(candidates * T) of them instead
+  (re-scored before each round), so the pieces that gained meaning stop merging.
+- Merge rounds. Each round merges half of the candidates (the most one bipartite matching can). Two rounds by
+  default: pieces of up to about four patches form before the final discard. At DeiT-S's first reduction with
+  keep rate 0.7: 196 tokens, K = 138, round 1 merges 29 of the 58 candidates, round 2 merges 14 of the 29
+  pieces, and the 15 lowest of the remaining 153 tokens are discarded.
+- Later blocks attend proportionally (log-size bias, as ToMe), since tokens now stand for several patches.
+- With `fuse=True` the fused token is sum of a_j * x_j over the discarded pieces j (their re-evaluated scores,
+  not renormalised), and counts as one token (size 1) in later blocks.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from retokviz.merging import bipartite_matching, compose_dest, head_mean_keys, merge_tokens
+from retokviz.methods.base import (
+    Method,
+    Reduced,
+    Regroup,
+    ceil_share,
+    check_flag,
+    check_layers,
+    check_rate,
+    resolve_layers,
+)
+from retokviz.scoring import AttentionView
+
+
+@dataclass(frozen=True)
+class ImagePiece(Method):
+    """Content-aware re-tokenization (ImagePiece).
+
+    Args:
+        keep_rate: share of the patch tokens left by each reduction block, 0 < keep_rate <= 1 (EViT's count).
+            1.0 reduces nothing.
+        layers: the reduction blocks, 0-based. None means depth//4, depth//2, 3*depth//4.
+        candidates: share of the tokens in the bottom set that may merge, in (0, 1), at most the non-semantic
+            ones; None means all the non-semantic tokens.
+        merge_rounds: how many times the bottom set is merged and re-scored before the final discard, >= 0
+            (0 is EViT without fusion).
+        fuse: fuse the discarded pieces into one token (True) or drop them (False).
+    """
+
+    keep_rate: float = 0.7
+    layers: tuple[int, ...] | None = None
+    candidates: float | None = None
+    merge_rounds: int = 2
+    fuse: bool = False
+
+    needs_class_token = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_rate", check_rate("ImagePiece", "keep_rate", self.keep_rate))
+        object.__setattr__(self, "layers", check_layers("ImagePiece", self.layers))
+        if self.candidates is not None:
+            share = check_rate("ImagePiece", "candidates", self.candidates, allow_one=False)
+            object.__setattr__(self, "candidates", share)
+        rounds = self.merge_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 0:
+            raise ValueError(f"ImagePiece.merge_rounds must be an int >= 0, got {rounds!r}")
+        object.__setattr__(self, "merge_rounds", int(rounds))
+        check_flag("ImagePiece", "fuse", self.fuse)
+
+    def reduction_layers(self, depth: int) -> tuple[int, ...]:
+        return resolve_layers("ImagePiece", self.layers, depth)
+
+    def num_kept(self, num_tokens: int) -> int:
+        """K = ceil(keep_rate * T): the patch tokens (semantic tokens and pieces) a reduction block keeps."""
+        return ceil_share(self.keep_rate, num_tokens)
+
+    def bottom_size(self, num_tokens: int, num_kept: int) -> int:
+        """How many of `num_tokens` tokens form the bottom set of a merge round (the K semantic ones never do)."""
+        if self.candidates is None:
+            return num_tokens - num_kept
+        return min(ceil_share(self.candidates, num_tokens), num_tokens - num_kept)
+
+    def merge_plan(self, num_tokens: int) -> list[tuple[int, int]]:
+        """(bottom-set size, merges) of each merge round at a block receiving `num_tokens` tokens."""
+        kept, tokens, plan = self.num_kept(num_tokens), num_tokens, []
+        for _ in range(self.merge_rounds):
+            bottom = self.bottom_size(tokens, kept)
+            merges = bottom // 2
+            if merges <= 0:
+                break
+            plan.append((bottom, merges))
+            tokens -= merges
+        return plan
+
+    def tokens_after(self, num_tokens: int, layer: int) -> int:
+        kept = self.num_kept(num_tokens)
+        pieces = num_tokens - sum(merges for _, merges in self.merge_plan(num_tokens))
+        return kept + int(self.fuse and pieces > kept)
+
+    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
+        prefix = view.num_prefix
+        batch, _, channels = x.shape
+        patches = x[:, prefix:]                                             # [B, T, C]
+        num_in = patches.shape[1]
+        num_keep = self.num_kept(num_in)
+        keys, sizes, scores = view.patch_keys(), view.patch_sizes(), view.class_scores()   # [B,T,H*d] [B,T] [B,T]
+
+        # Step 1: the K semantic tokens stay as they are; only the bottom set (spatial order) is worked on.
+        ranked = scores.argsort(dim=1, descending=True)
+        semantic, bottom = ranked[:, :num_keep].sort(dim=1).values, ranked[:, num_keep:].sort(dim=1).values
+        semantic_keys, semantic_sizes = _take(keys, semantic), sizes.gather(1, semantic)
+        bottom_keys, bottom_sizes = _take(keys, bottom), sizes.gather(1, bottom)
+        piece_of = torch.arange(bottom.shape[1], device=x.device).expand(batch, -1)   # bottom token -> piece
+        piece_keys, piece_sizes = bottom_keys, bottom_sizes
+        all_scores = torch.cat([scores.gather(1, semantic), scores.gather(1, bottom)], dim=1)
+        fixed_logits = None   # the class query's logits to the prefix and semantic tokens, which no round changes
+        similarities = []
+        for candidates, merges in self.merge_plan(num_in):
+            # Step 2: bipartite merging among the lowest-scoring pieces (all of them by default).
+            piece_scores = all_scores[:, num_keep:]
+            chosen = None
+            if candidates < piece_scores.shape[1]:
+                chosen = piece_scores.topk(candidates, dim=1, largest=False).indices.sort(dim=1).values
+            match = bipartite_matching(head_mean_keys(piece_keys, view.k.shape[1]), merges, chosen)
+            piece_of = compose_dest(piece_of, match.dest)
+            similarities.append(match.similarity)
+            # Step 3: a piece is the size-weighted mean of its bottom tokens; score everything again.
+            piece_keys, piece_sizes = merge_tokens(bottom_keys, bottom_sizes, piece_of, match.num_out)
+            if fixed_logits is None:
+                fixed_logits = torch.cat([view.prefix_logits(), view.logits(semantic_keys, semantic_sizes)], 2)
+            logits = torch.cat([fixed_logits, view.logits(piece_keys, piece_sizes)], dim=2)   # [B, H, N']
+            all_scores = logits.softmax(dim=-1).mean(dim=1)[:, prefix:]                       # [B, K + pieces]
+        bottom_x = _take(patches, bottom)
+        if piece_keys is not bottom_keys:
+            bottom_x = merge_tokens(bottom_x, bottom_sizes, piece_of, piece_sizes.shape[1])[0]
+        candidates_x = torch.cat([_take(patches, semantic), bottom_x], dim=1)       # [B, K + pieces, C]
+        candidates_sizes = torch.cat([semantic_sizes, piece_sizes], dim=1)
+        num_candidates = candidates_x.shape[1]
+
+        # The final discard: the K best of the semantic tokens and pieces stay, in spatial order (a piece sits
+        # where its first patch is).
+        first = torch.full((batch, piece_sizes.shape[1]), num_in, device=x.device)
+        first = first.scatter_reduce(1, piece_of, bottom, reduce="amin")
+        position = torch.cat([semantic, first], dim=1)
+        keep = all_scores.topk(num_keep, dim=1).indices
+        keep = keep.gather(1, position.gather(1, keep).argsort(dim=1))                  # [B, K]
+        parts = [x[:, :prefix], _take(candidates_x, keep)]
+        fused = self.fuse and num_keep < num_candidates
+        if fused:
+            weights = all_scores.scatter(1, keep, 0.0).to(x.dtype)                     # a_j of the discarded
+            parts.append(torch.bmm(weights.unsqueeze(1), candidates_x))                 # [B, 1, C]
+        out = torch.cat(parts, dim=1)
+
+        out_sizes = None
+        if view.sizes is not None or num_candidates < num_in:
+            prefix_sizes = view.sizes[:, :prefix].float() if view.sizes is not None else sizes.new_ones(batch, prefix)
+            out_sizes = [prefix_sizes, candidates_sizes.gather(1, keep)] + [sizes.new_ones(batch, 1)] * fused
+            out_sizes = torch.cat(out_sizes, dim=1)
+        if not track:
+            return Reduced(out, out_sizes, None)
+        slot = torch.empty(batch, num_in, dtype=torch.long, device=x.device)           # input token -> candidate
+        slot.scatter_(1, semantic, torch.arange(num_keep, device=x.device).expand(batch, -1))
+        slot.scatter_(1, bottom, piece_of + num_keep)
+        select = torch.full((batch, num_candidates), num_keep if fused else -1, dtype=torch.long, device=x.device)
+        select.scatter_(1, keep, torch.arange(num_keep, device=x.device).expand(batch, -1))
+        similarity = torch.cat(similarities, dim=1) if similarities else None
+        step = Regroup(compose_dest(slot, select), num_keep + int(fused), num_keep if fused else None, similarity)
+        return Reduced(out, out_sizes, step)
+
+
+def _take(tokens: Tensor, index: Tensor) -> Tensor:
+    """tokens [B, T, C], index [B, K] -> [B, K, C]."""
+    return tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
