@@ -10,17 +10,28 @@
         logits = model(images)
     rv.remove(model)                             # the untouched model, exactly
 """
-from retokviz import analysis
+from retokviz import analysis, data
+from retokviz.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
 from retokviz.macs import count_macs
 from retokviz.methods import EViT, ImagePiece, Method, ToMe
 from retokviz.patch import UnsupportedModelError, apply, method_of, remove
 from retokviz.provenance import LayerRecord, Status, Trace, record
 from retokviz.stem import CoherenceStem, use_coherence_stem
+from retokviz.training import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "analysis",
+    "data",
+    "CheckpointError",
+    "CheckpointInfo",
+    "TrainConfig",
+    "TrainResult",
+    "checkpoints",
+    "export_checkpoint",
+    "load_checkpoint",
+    "train",
     "CoherenceStem",
     "EViT",
     "ImagePiece",

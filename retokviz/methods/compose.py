@@ -76,9 +76,17 @@ def token_counts(methods: Method | tuple[Method, ...], depth: int, num_patches: 
 
 
 def tome_for_budget(depth: int, num_patches: int, final_tokens: int) -> ToMe:
-    """The ToMe whose per-block r (as even as possible, larger first) ends with exactly `final_tokens` tokens."""
+    """The ToMe whose per-block r ends with `final_tokens` tokens: as even as possible (larger first), or, where
+    that would ask a block to merge more than half its tokens, as early as possible; as close as the depth allows."""
     merges = num_patches - final_tokens
     if merges < 0 or final_tokens < 1:
         raise ValueError(f"final_tokens must be in 1..{num_patches}, got {final_tokens}")
     base, extra = divmod(merges, depth)
-    return ToMe(r=tuple([base + 1] * extra + [base] * (depth - extra)))
+    even = ToMe(r=tuple([base + 1] * extra + [base] * (depth - extra)))
+    if token_counts(even, depth, num_patches)[-1] == final_tokens:
+        return even
+    early, tokens = [], num_patches
+    for _ in range(depth):
+        early.append(min(tokens // 2, merges - sum(early)))
+        tokens -= early[-1]
+    return ToMe(r=tuple(early))

@@ -10,7 +10,7 @@ attention residual and the MLP:
 5. Proportional attention: every later attention adds log(size) to the logits towards each key, passed to timm's
    attention as a float mask, so the fused kernel (PyTorch's scaled_dot_product_attention) stays in use.
 
-At most half the patch tokens can merge in one block: a larger r is clipped, with one warning per method object.
+At most half the patch tokens can merge in one block: a larger r is clipped, with one warning per ToMe setting.
 Prefix tokens (class token, registers) never merge.
 
 Choices where the paper leaves room: the tokens that stay keep their order (ToMe's code moves the unmerged A tokens
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,6 +31,10 @@ from torch import Tensor
 from retokviz.merging import bipartite_matching, head_mean_keys, merge_tokens
 from retokviz.methods.base import Method, Reduced, Regroup, ceil_share, check_rate
 from retokviz.scoring import AttentionView
+
+
+# The ToMe settings whose r was clipped already (warned once each, however often they are re-applied).
+_CLIPPED: set["ToMe"] = set()
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,6 @@ class ToMe(Method):
 
     r: int | tuple[int, ...] = 8
     protect: float = 0.0
-    _warned: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         r = self.r
@@ -93,12 +96,12 @@ class ToMe(Method):
         patches = x[:, prefix:]                                                # [B, T, C]
         num_in = patches.shape[1]
         r = self.merges(num_in, layer)
-        if r < self.merges_at(layer) and not self._warned:
-            self._warned.append(True)
+        if r < self.merges_at(layer) and self not in _CLIPPED:
+            _CLIPPED.add(self)
             warnings.warn(
                 f"ToMe(r={self.r}) asks block {layer} to merge {self.merges_at(layer)} tokens, but at most half of "
                 f"its {self.num_candidates(num_in)} mergeable patch tokens can merge: merging {r} there "
-                "(said once per method object)"
+                "(said once per ToMe setting)"
             )
         candidates = None
         if self.protect > 0:

@@ -1,0 +1,310 @@
+"""The project's own trained checkpoints: safetensors files that rebuild a reduced timm ViT without running code.
+
+    rv.checkpoints()                          # what data/ holds: model, method, measured accuracy, recipe
+    model = rv.load_checkpoint("vit_tiny_evit07_clutter")     # timm model, weights, method applied, eval mode
+    rv.export_checkpoint(model, "data/mine.safetensors", recipe={"command": "...", "test_acc": 0.93})
+
+A file holds the model's state dict (float32) and, in its header, one JSON entry (key "retokviz"):
+
+    {"format": 1,
+     "model": {"name": "vit_tiny_patch16_224", "kwargs": {"num_classes": 10, "img_size": 128, ...}},
+     "coherence_stem": false,
+     "method": {"name": "EViT", "keep_rate": 0.7, "layers": null, "fuse": true},     (or null)
+     "recipe": {"command": "python -m retokviz.train ...", "seed": 0, "test_acc": 0.93, ...}}
+
+Loading reads JSON and tensors only (no pickle, no eval): the model is built by `timm.create_model`, the method is
+looked up by class name in the retokviz namespace. Files are written atomically (`write_atomically`), so a killed
+export never leaves half a file; bundled files stay under `MAX_BYTES` so that the repository stays small.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import safetensors.torch
+import timm
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from retokviz.methods.base import Method
+from retokviz.patch import apply, method_of
+
+DATA_DIR = Path(__file__).parents[1] / "data"
+METADATA_KEY = "retokviz"
+FORMAT = 1
+MAX_BYTES = 12_000_000
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file exists but can't be used: corrupt, truncated, or without retokviz metadata."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint's header says about it (read without loading the weights).
+
+    Attributes:
+        name: the file name without `.safetensors`, what `load_checkpoint` takes.
+        path: the file.
+        model: the timm model name.
+        model_kwargs: the keyword arguments of `timm.create_model` (num_classes, img_size, embed_dim, ...).
+        coherence_stem: whether the patch embedding is ImagePiece's local-coherence stem.
+        method: the reduction method as {"name": class name, field: value, ...}, a list of those for composed
+            methods, or None.
+        accuracy: the measured test accuracy (0..1) the recipe records, or None.
+        recipe: how it was made (command, seed, device, seconds, test accuracy, ...).
+        size_bytes: the file's size.
+    """
+
+    name: str
+    path: Path
+    model: str
+    model_kwargs: dict[str, Any]
+    coherence_stem: bool
+    method: dict[str, Any] | list[dict[str, Any]] | None
+    accuracy: float | None
+    recipe: dict[str, Any]
+    size_bytes: int
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file so that `path` holds its old content or the complete new one, never a part of it.
+
+    `write` fills a temporary file in the same directory, which is flushed to disk and then renamed over `path`
+    (a rename within one file system is atomic). If anything fails, the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable, not just the file's bytes
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def describe_method(method: Method | Sequence[Method] | None) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """A method as JSON-able data: {"name": class name, field: value, ...} over the fields its constructor takes
+    (tuples become lists); a composition (a sequence of methods) as a list of those."""
+    if method is None:
+        return None
+    if not isinstance(method, Method):
+        return [describe_method(member) for member in method]
+    fields = {field.name: getattr(method, field.name) for field in dataclasses.fields(method) if field.init}
+    return {"name": type(method).__name__,
+            **{key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}}
+
+
+def build_method(spec: dict[str, Any] | list[dict[str, Any]] | None) -> Method | tuple[Method, ...] | None:
+    """The method (or composition, as a tuple) `describe_method` described, classes looked up by name in the
+    retokviz namespace.
+
+    Raises:
+        ValueError: a name is not a retokviz method, or a field is not one of its fields.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return tuple(build_method(member) for member in spec)
+    import retokviz  # the package namespace is complete only once retokviz/__init__ has run
+
+    fields = dict(spec)
+    name = fields.pop("name", None)
+    cls = getattr(retokviz, str(name), None)
+    if not (isinstance(cls, type) and issubclass(cls, Method) and cls is not Method):
+        known = sorted(key for key, value in vars(retokviz).items()
+                       if isinstance(value, type) and issubclass(value, Method) and value is not Method)
+        raise ValueError(f"unknown method {name!r}; this retokviz has {', '.join(known)}")
+    try:
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
+    except TypeError as error:
+        raise ValueError(f"method {spec} doesn't match the fields of {name}: {error}") from error
+
+
+def infer_model_kwargs(model: nn.Module) -> dict[str, Any]:
+    """The `timm.create_model` keyword arguments that a ViT's size depends on, read off the model."""
+    rows, cols = model.patch_embed.img_size
+    patch_rows, _ = model.patch_embed.patch_size
+    return {
+        "num_classes": model.num_classes,
+        "img_size": rows if rows == cols else [rows, cols],
+        "patch_size": patch_rows,
+        "embed_dim": model.embed_dim,
+        "depth": len(model.blocks),
+        "num_heads": model.blocks[0].attn.num_heads,
+    }
+
+
+def build_model(name: str, kwargs: dict[str, Any], coherence_stem: bool) -> nn.Module:
+    """A freshly initialised timm model as a checkpoint describes it (no download: pretrained=False)."""
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if coherence_stem:
+        from retokviz.stem import use_coherence_stem
+
+        use_coherence_stem(model)
+    return model
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def export_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    recipe: dict[str, Any],
+    model_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> CheckpointInfo:
+    """Write `model` (weights, architecture, coherence stem, applied method) and `recipe` as one safetensors file.
+
+    Args:
+        model: a timm ViT, possibly with a retokviz method applied and a coherence stem.
+        path: the file to write, e.g. `DATA_DIR / "vit_tiny_evit07_clutter.safetensors"`.
+        recipe: how the model was made, JSON-able: the exact command, seed, device, seconds, and `test_acc`
+            (the measured test accuracy, 0..1), which `checkpoints()` reports as `accuracy`.
+        model_name: the timm name; None reads it from `model.pretrained_cfg["architecture"]`.
+        model_kwargs: the `timm.create_model` kwargs; None infers num_classes, img_size, patch_size,
+            embed_dim, depth and num_heads from the model.
+        max_bytes: the largest file allowed; nothing is written above it.
+
+    Returns:
+        the written file's CheckpointInfo.
+
+    Raises:
+        ValueError: the name is unknown, the kwargs don't rebuild this model, or the file would exceed max_bytes.
+    """
+    from retokviz.stem import has_coherence_stem
+
+    path = Path(path)
+    name = model_name or (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    if not name:
+        raise ValueError(f"{type(model).__name__} carries no timm model name; pass model_name=")
+    kwargs = infer_model_kwargs(model) if model_kwargs is None else dict(model_kwargs)
+    stem = has_coherence_stem(model)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation, the RNG untouched
+        rebuilt = _shapes(build_model(name, kwargs, stem))
+    own = _shapes(model)
+    if rebuilt != own:
+        differ = sorted(set(rebuilt.items()) ^ set(own.items()))[:4]
+        raise ValueError(f"timm.create_model({name!r}, **{kwargs}) doesn't rebuild this model (parameters that "
+                         f"differ, name and shape: {differ}); pass the model's own model_kwargs=")
+    header = {"format": FORMAT, "model": {"name": name, "kwargs": kwargs}, "coherence_stem": stem,
+              "method": describe_method(method_of(model)), "recipe": recipe}
+    tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().contiguous()
+               for key, value in model.state_dict().items()}
+    data = safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(header)})
+    if len(data) > max_bytes:
+        raise ValueError(f"{path.name} would be {len(data):,} bytes, over the limit of {max_bytes:,} bytes "
+                         f"(max_bytes); use a smaller model (depth, embed_dim) for a bundled checkpoint")
+    write_atomically(path, lambda file: file.write(data))
+    return _info(path, header)
+
+
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A checkpoint's header entry and (if asked) its tensors, with errors that name the file."""
+    try:
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()} if with_tensors else {}
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is corrupt or truncated, not a complete safetensors file ({error}); "
+                              "restore or re-export it") from error
+    text = metadata.get(METADATA_KEY)
+    if text is None:
+        raise CheckpointError(f"{path} has no retokviz metadata (no {METADATA_KEY!r} entry in its header), so "
+                              "the model to build is unknown; write checkpoints with rv.export_checkpoint")
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} has corrupt retokviz metadata ({error}): {text[:200]!r}") from error
+    model = header.get("model") if isinstance(header, dict) else None
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("kwargs"), dict)):
+        raise CheckpointError(f"{path}: its retokviz metadata names no model (a 'model' entry with 'name' and "
+                              f"'kwargs'): {text[:200]!r}")
+    return header, tensors
+
+
+def _info(path: Path, header: dict[str, Any]) -> CheckpointInfo:
+    recipe = header.get("recipe") or {}
+    return CheckpointInfo(
+        name=path.name.removesuffix(".safetensors"), path=path, model=header["model"]["name"],
+        model_kwargs=header["model"]["kwargs"], coherence_stem=bool(header.get("coherence_stem")),
+        method=header.get("method"), accuracy=recipe.get("test_acc"), recipe=recipe,
+        size_bytes=path.stat().st_size,
+    )
+
+
+def checkpoints(directory: str | os.PathLike | None = None) -> list[CheckpointInfo]:
+    """The checkpoints in `directory` (default: the repository's data/), read from their headers only.
+
+    Raises:
+        CheckpointError: a file there is corrupt, truncated or lacks retokviz metadata.
+    """
+    folder = DATA_DIR if directory is None else Path(directory)
+    return [_info(path, _read(path, with_tensors=False)[0]) for path in sorted(folder.glob("*.safetensors"))]
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
+    """The file of a bundled checkpoint name (in `directory`, default data/) or of an explicit path.
+
+    Raises:
+        FileNotFoundError: no such file; for a name, the message lists the available names.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".safetensors" or len(candidate.parts) > 1:
+        if not candidate.is_file():
+            raise FileNotFoundError(f"no checkpoint file at {candidate}")
+        return candidate
+    folder = DATA_DIR if directory is None else Path(directory)
+    path = folder / f"{candidate}.safetensors"
+    if not path.is_file():
+        available = ", ".join(sorted(p.name.removesuffix(".safetensors") for p in folder.glob("*.safetensors")))
+        raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r} in {folder}; "
+                                f"available: {available or 'none'}")
+    return path
+
+
+def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.PathLike | None = None) -> nn.Module:
+    """The timm model a checkpoint describes: built, weights loaded (strict), method applied, in eval mode, on CPU.
+
+    Args:
+        name_or_path: a name from `checkpoints()` (looked up in `directory`, default data/), or a file path.
+        directory: where names are looked up.
+
+    Raises:
+        FileNotFoundError: unknown name (the message lists the available ones) or missing file.
+        CheckpointError: the file is corrupt or truncated, lacks metadata, or its weights don't fit its model.
+    """
+    path = resolve_checkpoint(name_or_path, directory)
+    header, tensors = _read(path, with_tensors=True)
+    model = build_model(header["model"]["name"], header["model"]["kwargs"], bool(header.get("coherence_stem")))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its weights don't fit the model its metadata describes: {error}") from error
+    try:
+        method = build_method(header.get("method"))
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    if method is not None:
+        apply(model, method)
+    return model.eval()

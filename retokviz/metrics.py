@@ -1,0 +1,91 @@
+"""Accuracy and "background removed": what a reduction method costs and what it throws away.
+
+    rv.metrics.accuracy(model, images, labels)                      # top-1, as a fraction
+    rv.metrics.background_removed(model, images, masks)             # which patches the method let go of
+
+`background_removed` reads the trace of the last block: the patches a method let go of are the ones no longer
+carried by a token of their own (EViT and ImagePiece: dropped or fused; ToMe, which discards nothing: merged).
+Against the ground-truth masks of `rv.data.make_clutter`, it gives the share of those patches that are background,
+next to the share a random choice of as many patches would give (the background share of all patches).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from retokviz.data import patch_mask
+from retokviz.methods.compose import as_tuple
+from retokviz.methods.tome import ToMe
+from retokviz.patch import patch_of
+from retokviz.provenance import Status, record
+
+
+def _batches(images: Tensor, batch_size: int, progress: bool, desc: str):
+    if images.dim() != 4:
+        raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
+        yield slice(start, start + batch_size)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256, progress: bool = False) -> float:
+    """Top-1 accuracy of `model` (as it runs now, method included) on images [B, 3, H, W] with labels [B]."""
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must be [{images.shape[0]}], one per image, got shape {tuple(labels.shape)}")
+    device = next(model.parameters()).device
+    correct = 0
+    for part in _batches(images, batch_size, progress, "accuracy"):
+        correct += int((model(images[part].to(device)).argmax(-1).cpu() == labels[part]).sum())
+    return correct / images.shape[0]
+
+
+@dataclass(frozen=True)
+class BackgroundRemoved:
+    """What a method let go of, against the object masks.
+
+    Attributes:
+        removed: the share of all patches let go of (dropped or fused; for ToMe, merged).
+        background: of those, the share that is background (touches no object pixel).
+        random: the share of background among all patches: what a random choice would give.
+    """
+
+    removed: float
+    background: float
+    random: float
+
+
+@torch.no_grad()
+def background_removed(
+    model: nn.Module, images: Tensor, masks: Tensor, batch_size: int = 256, progress: bool = False
+) -> BackgroundRemoved:
+    """The share of the patches a method let go of (by the last block) that are background.
+
+    Args:
+        model: a timm ViT with a method applied.
+        images: [B, 3, H, W] normalised images.
+        masks: [B, H, W] bool, the object's pixels.
+    """
+    if masks.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"masks must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
+    merging_only = all(isinstance(method, ToMe) for method in as_tuple(patch_of(model).method))
+    let_go = (Status.MERGED,) if merging_only else (Status.DROPPED, Status.FUSED)
+    device = next(model.parameters()).device
+    patch_size = model.patch_embed.patch_size[0]
+    removed = background = patches = background_patches = 0
+    for part in _batches(images, batch_size, progress, "background removed"):
+        with record(model) as trace:
+            model(images[part].to(device))
+        status = trace.layers[-1].status.cpu()                                          # [b, P]
+        is_background = ~patch_mask(masks[part], patch_size).flatten(1)                 # [b, P]
+        gone = torch.isin(status, torch.tensor([int(s) for s in let_go]))
+        removed += int(gone.sum())
+        background += int((gone & is_background).sum())
+        patches += gone.numel()
+        background_patches += int(is_background.sum())
+    return BackgroundRemoved(removed / patches, background / removed if removed else float("nan"),
+                             background_patches / patches)

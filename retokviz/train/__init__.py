@@ -1,0 +1,1 @@
+"""`python -m retokviz.train`: the command line of `retokviz.training` (the library function is `rv.train`)."""

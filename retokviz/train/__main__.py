@@ -1,0 +1,4 @@
+"""python -m retokviz.train --help"""
+from retokviz.training import main
+
+main()

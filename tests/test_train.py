@@ -1,0 +1,361 @@
+"""Training: the two schedules, learning, resume after a kill, atomic checkpoints, the log, DDP, the CLI, bad input.
+
+Everything runs on tiny timm ViTs (2 blocks, width 48, 32 px images of 16 patches) and 64-image data sets.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+import retokviz as rv
+from retokviz.checkpoints import checkpoints, export_checkpoint, load_checkpoint
+from retokviz.training import TrainConfig, keep_rate_at, lr_at, main, train
+
+NUM_CLASSES = 4
+VOLATILE = ("images_per_second", "seconds")      # timings: the only fields allowed to differ between two runs
+
+
+def tiny_model(seed: int = 0, **overrides) -> torch.nn.Module:
+    """A 2-block ViT of width 48 on 32 x 32 images in 8 px patches, with timm's own initialisation."""
+    torch.manual_seed(seed)
+    kwargs = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=NUM_CLASSES)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **{**kwargs, **overrides})
+
+
+def tiny_data(n: int, seed: int) -> TensorDataset:
+    """A learnable problem: noise images whose red and green channels are shifted up or down by the class's bits."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % NUM_CLASSES
+    shifts = torch.stack([labels % 2, labels // 2], dim=1).float() * 0.2 - 0.1    # [n, 2]: +-0.1
+    images = torch.randn(n, 3, 32, 32, generator=generator)
+    images[:, :2] += shifts[:, :, None, None]
+    return TensorDataset(images, labels)
+
+
+def tiny_config(out_dir: Path | None = None, **overrides) -> TrainConfig:
+    kwargs = dict(epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1, keep_warmup_epochs=1, keep_decay_epochs=1,
+                  label_smoothing=0.0, device="cpu", progress=False, out_dir=out_dir)
+    return TrainConfig(**{**kwargs, **overrides})
+
+
+def stable(history: list[dict]) -> list[dict]:
+    return [{key: value for key, value in record.items() if key not in VOLATILE} for record in history]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+# ------------------------------------------------------------------------------------------------- schedules
+
+def test_keep_rate_schedule_warmup_cosine_then_target():
+    def at(step, warmup=2, decay=4):
+        return keep_rate_at(step, steps_per_epoch=10, target=0.5, warmup_epochs=warmup, decay_epochs=decay)
+
+    assert at(0) == at(19) == 1.0                                  # warm-up: 2 epochs of 10 iterations
+    assert at(20) == 1.0                                           # the cosine starts at 1.0
+    assert at(30) == pytest.approx(0.5 + 0.25 * (1 + math.cos(math.pi / 4)), abs=1e-15)
+    assert at(40) == pytest.approx(0.75, abs=1e-15)                # half-way through the decay
+    assert at(59) == pytest.approx(0.5 + 0.25 * (1 + math.cos(math.pi * 39 / 40)), abs=1e-15)
+    assert at(60) == at(10_000) == 0.5                             # then the target, exactly
+    assert at(0, warmup=0, decay=0) == 0.5                         # fine-tuning: the target from step 0
+    values = [at(step) for step in range(80)]
+    assert all(later <= earlier for earlier, later in zip(values, values[1:]))
+
+
+def test_lr_schedule_linear_warmup_then_cosine():
+    def at(step, warmup=10):
+        return lr_at(step, total_steps=100, warmup_steps=warmup, peak_lr=1e-3, final_lr=1e-5)
+
+    assert at(0) == pytest.approx(1e-4) and at(4) == pytest.approx(5e-4) and at(9) == pytest.approx(1e-3)
+    assert at(10) == pytest.approx(1e-3)                            # the cosine starts at the peak
+    assert at(55) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)        # half-way through the cosine
+    assert at(99) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert at(0, warmup=0) == pytest.approx(1e-3)
+    assert TrainConfig(batch_size=128).peak_lr == pytest.approx(1.25e-4)      # DeiT: 5e-4 x 128 / 512
+    assert TrainConfig(batch_size=128).final_lr == pytest.approx(1.25e-4 / 50)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def test_loss_goes_down_on_a_learnable_problem():
+    model = tiny_model()
+    result = train(model, tiny_data(64, 0), tiny_data(32, 1), tiny_config(epochs=8, warmup_epochs=1))
+    losses = [record["train_loss"] for record in result.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    first, last = result.history[0]["test_acc"], result.metrics["test_acc"]
+    assert last >= 0.75 and last > first, result.history            # chance is 0.25
+    assert result.checkpoint is None and not model.training
+
+
+def test_metrics_log_one_record_per_epoch_with_the_schedules(tmp_path):
+    method = rv.EViT(keep_rate=0.5)
+    model = tiny_model()
+    config = tiny_config(tmp_path, epochs=3, lr=1e-3, min_lr=1e-4)
+    result = train(model, tiny_data(64, 0), tiny_data(32, 1), config, method)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records == result.history and len(records) == 3
+    fields = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "keep_rate", "lr", "images_per_second",
+              "seconds"}
+    assert all(set(record) == fields for record in records)
+    assert [record["epoch"] for record in records] == [1, 2, 3]
+    # 4 iterations an epoch: the keep rate and lr of each epoch's last iteration, 3, 7 and 11
+    assert [record["keep_rate"] for record in records] == [1.0, keep_rate_at(7, 4, 0.5, 1, 1), 0.5]
+    assert [record["lr"] for record in records] == [lr_at(step, 12, 4, 1e-3, 1e-4) for step in (3, 7, 11)]
+    assert all(0 <= record["test_acc"] <= 1 and record["images_per_second"] > 0 for record in records)
+    assert rv.method_of(model) == method                           # left at the method's own keep rate
+    assert result.checkpoint == tmp_path / "last.pt"
+
+
+def test_a_composition_trains_with_every_keep_rate_scheduled_and_exports(tmp_path):
+    model = tiny_model()
+    composed = [rv.ImagePiece(keep_rate=0.5), rv.ToMe(r=1)]
+    config = tiny_config(epochs=2, keep_warmup_epochs=0, keep_decay_epochs=1)
+    result = train(model, tiny_data(64, 0), tiny_data(16, 1), config, composed)
+    assert [record["keep_rate"] for record in result.history] == [keep_rate_at(3, 4, 0.5, 0, 1), 0.5]
+    # as rv.apply composes it: ToMe protects the share of tokens ImagePiece keeps
+    assert rv.method_of(model) == (rv.ImagePiece(keep_rate=0.5), rv.ToMe(r=1, protect=0.5))
+    export_checkpoint(model, tmp_path / "composed.safetensors", recipe={"test_acc": result.metrics["test_acc"]})
+    loaded = load_checkpoint(tmp_path / "composed.safetensors")
+    assert rv.method_of(loaded) == rv.method_of(model)
+    images = tiny_data(4, 2).tensors[0]
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+class KilledAfter(Dataset):
+    """`dataset`, until `fetches` images have been read; then the process 'dies'."""
+
+    def __init__(self, dataset: Dataset, fetches: int) -> None:
+        self.dataset, self.left = dataset, fetches
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        self.left -= 1
+        if self.left < 0:
+            raise Killed
+        return self.dataset[index]
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    # mixup/cutmix draw from numpy's RNG and drop path from torch's: the restored states must both be right
+    method = rv.EViT(keep_rate=0.5)
+    config = tiny_config(epochs=3, mixup=0.8, cutmix=1.0, label_smoothing=0.1)
+    data, test = tiny_data(64, 0), tiny_data(32, 1)
+    whole = tiny_model(drop_path_rate=0.1)
+    uninterrupted = train(whole, data, test, config, method)
+
+    out = tmp_path / "run"
+    interrupted = dataclasses.replace(config, out_dir=out)
+    with pytest.raises(Killed):                                     # killed 20 images into epoch 3
+        train(tiny_model(drop_path_rate=0.1), KilledAfter(data, 2 * 64 + 20), test, interrupted, method)
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+    resumed_model = tiny_model(seed=1, drop_path_rate=0.1)          # other initial weights: the checkpoint's win
+    resumed = train(resumed_model, data, test, interrupted, method, resume=True)
+    assert_same_weights(resumed_model, whole)
+    assert stable(resumed.history) == stable(uninterrupted.history)
+
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(tiny_model(), data, test, interrupted, method)
+    with pytest.raises(ValueError, match=r"different run; resuming would change lr: 0.002 -> 0.001"):
+        train(tiny_model(), data, test, tiny_config(out, epochs=3, lr=1e-3), method, resume=True)
+
+
+def test_a_checkpoint_killed_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    real_save = torch.save
+    saves = []
+
+    def save_then_die_on_the_second(obj, file):
+        saves.append(obj["epoch"])
+        if len(saves) == 2:
+            file.write(b"the first bytes of a checkpoint")
+            raise Killed
+        real_save(obj, file)
+
+    monkeypatch.setattr(torch, "save", save_then_die_on_the_second)
+    with pytest.raises(Killed):
+        train(tiny_model(), tiny_data(32, 0), tiny_data(16, 1), tiny_config(tmp_path, epochs=2))
+    assert saves == [1, 2]
+    state = torch.load(tmp_path / "last.pt", weights_only=True)     # whole, and still epoch 1's
+    assert state["epoch"] == 1 and set(state["model"]) == set(tiny_model().state_dict())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.pt", "metrics.jsonl"]   # no temp file left
+
+
+# ----------------------------------------------------------------------------------------------- DDP
+
+DDP_SCRIPT = """
+import os, sys
+import torch
+sys.path.insert(0, {tests!r})
+import retokviz as rv
+from retokviz.training import train
+from test_train import tiny_config, tiny_data, tiny_model
+
+out = sys.argv[1]
+model = tiny_model(qkv_bias=False)
+train(model, tiny_data(64, 0), tiny_data(30, 1), tiny_config(out, epochs=2), rv.EViT(keep_rate=0.5))
+torch.save(model.state_dict(), os.path.join(out, f"rank{{os.environ['RANK']}}.pt"))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_gloo_ranks_train_like_one_process_on_the_same_global_batch(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / "ddp"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(out)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    rank0, rank1 = (torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1))
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)   # DDP: one all-reduced gradient for both
+    assert len(torch.load(out / "last.pt", weights_only=True)["rng"]) == 2
+    assert sorted(path.name for path in out.iterdir()) == ["last.pt", "metrics.jsonl", "rank0.pt", "rank1.pt"]
+
+    single = tiny_model(qkv_bias=False)
+    result = train(single, tiny_data(64, 0), tiny_data(30, 1), tiny_config(epochs=2), rv.EViT(keep_rate=0.5))
+    # Not bit-exact: two ranks average two half-batch gradients (all-reduce), one process averages one batch,
+    # so float sums are taken in another order. Adam divides each step by the gradient's running RMS, which
+    # magnifies that round-off where a gradient is tiny: measured up to ~1e-6 after these 8 steps, hence 1e-5.
+    # The models have no qkv bias: the key bias's gradient is 0 in exact arithmetic (softmax ignores a shift
+    # shared by all keys), pure round-off, which Adam would turn into lr-sized steps of random sign.
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(rank0[key], value, rtol=0, atol=1e-5, msg=key)
+    distributed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for ddp_record, record in zip(distributed, result.history, strict=True):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "keep_rate", "lr"):
+            assert ddp_record[key] == pytest.approx(record[key], abs=1e-6), key
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+
+class FakeClutter(TensorDataset):
+    """Stands in for rv.data.ClutterDataset(n, seed, split, image_size) in the CLI test."""
+
+    classes = [str(c) for c in range(NUM_CLASSES)]
+
+    def __init__(self, n: int, seed: int, split: str, image_size: int) -> None:
+        data = tiny_data(n, seed + (split == "test"))
+        super().__init__(*data.tensors)
+
+
+@pytest.fixture
+def fake_clutter(monkeypatch):
+    fake = types.SimpleNamespace(ClutterDataset=FakeClutter)
+    monkeypatch.setitem(sys.modules, "retokviz.data", fake)
+    monkeypatch.setattr(rv, "data", fake, raising=False)           # in case the real one was imported already
+
+
+def test_cli_trains_logs_and_exports_a_loadable_checkpoint(tmp_path, fake_clutter, capsys):
+    argv = ["--img-size", "32", "--embed-dim", "48", "--depth", "2", "--num-heads", "3", "--train-size", "32",
+            "--test-size", "16", "--method", "evit", "--keep-rate", "0.5", "--epochs", "2", "--batch-size", "16",
+            "--warmup-epochs", "0", "--keep-warmup-epochs", "0", "--keep-decay-epochs", "1", "--device", "cpu",
+            "--out", str(tmp_path / "run"), "--export", "tiny", "--export-dir", str(tmp_path)]
+    result = main(argv)
+    printed = capsys.readouterr().out
+    for condition in ("model:", "data:", "method:", "batch:", "lr:", "keep schedule:", "device:", "seed:"):
+        assert condition in printed
+    assert "'keep_rate': 0.5" in printed and "epoch 2/2" in printed and "exported" in printed
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+    [info] = checkpoints(tmp_path)
+    assert info.name == "tiny" and info.accuracy == result.metrics["test_acc"]
+    assert info.recipe["command"].startswith("python -m retokviz.train --img-size 32")
+    loaded = load_checkpoint("tiny", directory=tmp_path)
+    assert rv.method_of(loaded) == rv.EViT(keep_rate=0.5)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in state.items())
+
+
+def test_cli_refuses_to_train_a_model_too_big_to_export(tmp_path, fake_clutter, capsys):
+    with pytest.raises(SystemExit):
+        main(["--img-size", "32", "--depth", "12", "--train-size", "8", "--test-size", "8", "--export", "big",
+              "--export-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert "over the 12,000,000 bytes a bundled checkpoint may have" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []                           # refused before training
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "TrainConfig.epochs must be an int >= 1, got 0"),
+    ("batch_size", 2.5, "TrainConfig.batch_size must be an int >= 1, got 2.5"),
+    ("lr", -1e-3, "TrainConfig.lr must be None or a number > 0, got -0.001"),
+    ("warmup_epochs", 30, "TrainConfig.warmup_epochs must be an int in [0, epochs=30), got 30"),
+    ("label_smoothing", 1.0, "TrainConfig.label_smoothing must be a number in [0, 1), got 1.0"),
+    ("mixup", float("nan"), "TrainConfig.mixup must be a number >= 0, got nan"),
+    ("seed", -1, "TrainConfig.seed must be an int in [0, 2**31), got -1"),
+    ("device", "tpu", "TrainConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+])
+def test_config_names_the_bad_value_and_the_range(field, value, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**{field: value})
+    assert str(error.value) == message
+
+
+def test_train_refuses_what_does_not_fit():
+    data = tiny_data(16, 0)
+    with pytest.raises(ValueError, match=r"keep_warmup_epochs=1 \+ keep_decay_epochs=10 = 11, must fit in "
+                                         r"epochs=5 .* the method's own keep rate 0.7"):
+        train(tiny_model(), data, data, TrainConfig(epochs=5, device="cpu"), rv.EViT(keep_rate=0.7))
+    with pytest.raises(ValueError, match=r"training set \(16 images\) is smaller than one batch \(32\)"):
+        train(tiny_model(), data, data, tiny_config(batch_size=32))
+    with pytest.raises(ValueError, match="batch per rank, 15, must be even"):
+        train(tiny_model(), data, data, tiny_config(batch_size=15, mixup=0.8))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "evit", "--keep-rate", "1.5"], "EViT.keep_rate must be in (0, 1], got 1.5"),
+    (["--method", "evit", "--keep-rate", "0"], "EViT.keep_rate must be in (0, 1], got 0.0"),
+    (["--keep-rate", "0.5"], "--keep-rate does not apply to --method none"),
+    (["--method", "evit", "--r", "4"], "--r does not apply to --method evit"),
+    (["--epochs", "0"], "TrainConfig.epochs must be an int >= 1, got 0"),
+    (["--method", "evit", "--epochs", "5"], "must fit in epochs=5"),
+    (["--depth", "0"], "--depth must be >= 1, got 0"),
+    (["--export", "data/x.safetensors"], "--export takes a file name without folder or suffix"),
+    (["--method", "dynamicvit"], "invalid choice: 'dynamicvit'"),
+    (["--auto-augment", "rand-m9-mstd0.5-inc1"], "--auto-augment applies to image folders"),
+])
+def test_cli_refuses_bad_arguments_before_doing_anything(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_line_entry_point_runs_without_warnings():
+    run = subprocess.run([sys.executable, "-W", "error", "-m", "retokviz.train", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "python -m retokviz.train" in run.stdout and "--keep-rate" in run.stdout and run.stderr == ""
