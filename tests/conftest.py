@@ -41,6 +41,26 @@ def tiny_vit(family: str = "deit", depth: int = 4, grid: int = 4, seed: int = 0,
     return model.eval()
 
 
+def explicit_attention(block, x, bias=None):
+    """timm's attention of `block` written out plainly: softmax(q k^T / sqrt(d) + bias) v.
+
+    Args:
+        x: [B, N, C] the block's input (norm1 is applied here); bias: [B, 1, 1, N] added to the logits, or None.
+
+    Returns:
+        the projected output [B, N, C], the attention weights [B, H, N, N] and the keys [B, H, N, d].
+    """
+    attn = block.attn
+    h = block.norm1(x)
+    B, N, C = h.shape
+    qkv = attn.qkv(h).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    logits = q @ k.transpose(-2, -1) * attn.scale
+    weights = (logits if bias is None else logits + bias).softmax(dim=-1)
+    return attn.proj((weights @ v).transpose(1, 2).reshape(B, N, C)), weights, k
+
+
 def images_for(model: torch.nn.Module, batch: int = 2, seed: int = 1, size: tuple[int, int] | None = None):
     """A random batch of images of the model's size (or `size`)."""
     height, width = size or model.patch_embed.img_size

@@ -11,7 +11,7 @@ import torch
 
 import retokviz as rv
 from retokviz.scoring import AttentionView
-from conftest import check_trace, images_for, tiny_vit
+from conftest import check_trace, explicit_attention, images_for, tiny_vit
 
 
 @pytest.mark.parametrize("keep_rate", [0, 0.0, -0.1, 1.0001, 1.5, float("nan"), float("inf")])
@@ -106,14 +106,8 @@ def reference_evit(model, images, keep_rate, layers, fuse):
     x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
     kept_sets = {}
     for index, block in enumerate(model.blocks):
-        attn = block.attn
-        h = block.norm1(x)
-        B, N, C = h.shape
-        qkv = attn.qkv(h).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        weights = (q @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)          # [B, H, N, N]
-        out = attn.proj((weights @ v).transpose(1, 2).reshape(B, N, C))
+        out, weights, _ = explicit_attention(block, x)                              # weights: [B, H, N, N]
+        B, N, C = x.shape
         x = x + block.ls1(out)
         if index in layers:
             a = weights[:, :, 0, prefix:].mean(dim=1)                               # [B, P]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import retokviz as rv
-from conftest import check_trace, images_for, tiny_vit
+from conftest import check_trace, explicit_attention, images_for, tiny_vit
 
 
 def run(model, images):
@@ -35,14 +35,9 @@ def reference_tome(model, images, r):
     x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
     sizes = torch.ones(x.shape[:2])
     for block in model.blocks:
-        attn = block.attn
-        h = block.norm1(x)
-        B, N, C = h.shape
-        qkv = attn.qkv(h).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        logits = q @ k.transpose(-2, -1) * attn.scale + sizes.log()[:, None, None, :]
-        x = x + block.ls1(attn.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(B, N, C)))
+        out, _, k = explicit_attention(block, x, sizes.log()[:, None, None, :])
+        B, N, C = x.shape
+        x = x + block.ls1(out)
         new_x, new_sizes = [], []
         for b in range(B):
             metric = k[b].mean(0)[prefix:]

@@ -93,6 +93,47 @@ def check_flag(owner: str, name: str, value: object) -> bool:
     return value
 
 
+def keep_and_fuse(
+    prefix: Tensor,
+    tokens: Tensor,
+    scores: Tensor,
+    keep: Tensor,
+    fuse: bool,
+    sizes: tuple[Tensor, Tensor] | None,
+    track: bool,
+) -> Reduced:
+    """The last step of EViT and ImagePiece: keep the tokens at `keep`, drop the others or fuse them into one.
+
+    Args:
+        prefix: [B, p, C] the prefix tokens, passed through.
+        tokens: [B, T, C] the patch tokens to choose from.
+        scores: [B, T] their class attention; the fused token is sum of a_j * x_j over the others (raw a_j).
+        keep: [B, K] indices into T, in the order the kept tokens go out.
+        fuse: fuse the others (if there are any) into one token after the kept ones.
+        sizes: ([B, p], [B, T]) the sizes of the prefix tokens and of `tokens`, or None where none are tracked.
+            A fused token has size 1.
+        track: describe the step as a Regroup of the T tokens.
+    """
+    batch, num_tokens, channels = tokens.shape
+    num_keep = keep.shape[1]
+    parts = [prefix, tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, channels))]
+    fused = fuse and num_keep < num_tokens
+    if fused:
+        weights = scores.scatter(1, keep, 0.0).to(tokens.dtype)                       # a_j of the others
+        parts.append(torch.bmm(weights.unsqueeze(1), tokens))                          # [B, 1, C]
+    out_sizes = None
+    if sizes is not None:
+        prefix_sizes, token_sizes = sizes
+        out_sizes = [prefix_sizes.float(), token_sizes.float().gather(1, keep)]
+        out_sizes = torch.cat(out_sizes + [token_sizes.new_ones(batch, 1, dtype=torch.float32)] * fused, dim=1)
+    step = None
+    if track:
+        dest = torch.full((batch, num_tokens), num_keep if fused else -1, dtype=torch.long, device=tokens.device)
+        dest.scatter_(1, keep, torch.arange(num_keep, device=tokens.device).expand(batch, -1))
+        step = Regroup(dest, num_keep + int(fused), num_keep if fused else None)
+    return Reduced(torch.cat(parts, dim=1), out_sizes, step)
+
+
 def check_layers(owner: str, layers: object) -> tuple[int, ...] | None:
     """Validate a `layers` field: None, or distinct non-negative ints. Returns it as a tuple."""
     if layers is None:

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from retokviz.methods.base import (
     Method,
     Reduced,
-    Regroup,
     ceil_share,
     check_flag,
     check_layers,
     check_rate,
+    keep_and_fuse,
     resolve_layers,
 )
 from retokviz.scoring import AttentionView
@@ -67,25 +66,8 @@ class EViT(Method):
 
     def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
         prefix = view.num_prefix
-        batch, _, channels = x.shape
-        patches = x[:, prefix:]                                   # [B, P, C]
-        num_in = patches.shape[1]
-        num_keep = self.num_kept(num_in)
-        scores = view.class_scores()                              # [B, P]
-        keep = scores.topk(num_keep, dim=1, sorted=False).indices.sort(dim=1).values     # [B, K]
-        kept = patches.gather(1, keep.unsqueeze(-1).expand(-1, -1, channels))           # [B, K, C]
-        parts = [x[:, :prefix], kept]
-        fused = self.fuse and num_keep < num_in
-        if fused:
-            weights = scores.scatter(1, keep, 0.0).to(x.dtype)                         # a_i of the inattentive
-            parts.append(torch.bmm(weights.unsqueeze(1), patches))                      # [B, 1, C]
-        out = torch.cat(parts, dim=1)
-        sizes = None
-        if view.sizes is not None:  # sizes tracked by a merging method: carried along; a fused token is one token
-            sizes = [view.sizes[:, :prefix], view.sizes[:, prefix:].gather(1, keep)]
-            sizes = torch.cat(sizes + [view.sizes.new_ones(batch, 1)] * fused, dim=1)
-        if not track:
-            return Reduced(out, sizes, None)
-        dest = torch.full((batch, num_in), num_keep if fused else -1, dtype=torch.long, device=x.device)
-        dest.scatter_(1, keep, torch.arange(num_keep, device=x.device).expand(batch, -1))
-        return Reduced(out, sizes, Regroup(dest, num_keep + int(fused), num_keep if fused else None))
+        scores = view.class_scores()                                                    # [B, P]
+        keep = scores.topk(self.num_kept(scores.shape[1]), dim=1, sorted=False).indices.sort(dim=1).values
+        # sizes tracked by a merging method (in a composition) are carried along
+        sizes = None if view.sizes is None else (view.sizes[:, :prefix], view.sizes[:, prefix:])
+        return keep_and_fuse(x[:, :prefix], x[:, prefix:], scores, keep, self.fuse, sizes, track)

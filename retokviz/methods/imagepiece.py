@@ -37,7 +37,7 @@ What the sources leave open, and what is chosen here:
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -46,11 +46,11 @@ from retokviz.merging import bipartite_matching, compose_dest, head_mean_keys, m
 from retokviz.methods.base import (
     Method,
     Reduced,
-    Regroup,
     ceil_share,
     check_flag,
     check_layers,
     check_rate,
+    keep_and_fuse,
     resolve_layers,
 )
 from retokviz.scoring import AttentionView
@@ -123,7 +123,7 @@ class ImagePiece(Method):
 
     def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
         prefix = view.num_prefix
-        batch, _, channels = x.shape
+        batch = x.shape[0]
         patches = x[:, prefix:]                                             # [B, T, C]
         num_in = patches.shape[1]
         num_keep = self.num_kept(num_in)
@@ -168,28 +168,18 @@ class ImagePiece(Method):
         position = torch.cat([semantic, first], dim=1)
         keep = all_scores.topk(num_keep, dim=1).indices
         keep = keep.gather(1, position.gather(1, keep).argsort(dim=1))                  # [B, K]
-        parts = [x[:, :prefix], _take(candidates_x, keep)]
-        fused = self.fuse and num_keep < num_candidates
-        if fused:
-            weights = all_scores.scatter(1, keep, 0.0).to(x.dtype)                     # a_j of the discarded
-            parts.append(torch.bmm(weights.unsqueeze(1), candidates_x))                 # [B, 1, C]
-        out = torch.cat(parts, dim=1)
-
-        out_sizes = None
-        if view.sizes is not None or num_candidates < num_in:
-            prefix_sizes = view.sizes[:, :prefix].float() if view.sizes is not None else sizes.new_ones(batch, prefix)
-            out_sizes = [prefix_sizes, candidates_sizes.gather(1, keep)] + [sizes.new_ones(batch, 1)] * fused
-            out_sizes = torch.cat(out_sizes, dim=1)
+        merged = view.sizes is not None or num_candidates < num_in
+        prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else sizes.new_ones(batch, prefix)
+        reduced = keep_and_fuse(x[:, :prefix], candidates_x, all_scores, keep, self.fuse,
+                                (prefix_sizes, candidates_sizes) if merged else None, track)
         if not track:
-            return Reduced(out, out_sizes, None)
+            return reduced
         slot = torch.empty(batch, num_in, dtype=torch.long, device=x.device)           # input token -> candidate
         slot.scatter_(1, semantic, torch.arange(num_keep, device=x.device).expand(batch, -1))
         slot.scatter_(1, bottom, piece_of + num_keep)
-        select = torch.full((batch, num_candidates), num_keep if fused else -1, dtype=torch.long, device=x.device)
-        select.scatter_(1, keep, torch.arange(num_keep, device=x.device).expand(batch, -1))
         similarity = torch.cat(similarities, dim=1) if similarities else None
-        step = Regroup(compose_dest(slot, select), num_keep + int(fused), num_keep if fused else None, similarity)
-        return Reduced(out, out_sizes, step)
+        step = replace(reduced.step, dest=compose_dest(slot, reduced.step.dest), similarity=similarity)
+        return replace(reduced, step=step)
 
 
 def _take(tokens: Tensor, index: Tensor) -> Tensor:

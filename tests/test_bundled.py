@@ -1,0 +1,34 @@
+"""The checkpoints shipped in data/: they load offline, without pickle, and reach the accuracy they record."""
+from __future__ import annotations
+
+import pytest
+
+import retokviz as rv
+from retokviz.checkpoints import MAX_BYTES
+from retokviz.evaluate import CHECKPOINTS
+from retokviz.metrics import accuracy
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    images, labels, _ = rv.data.make_clutter(1000, 0, split="test")   # the trainer's test set (--test-size 1000)
+    return images, labels
+
+
+def bundled():
+    return {info.name: info for info in rv.checkpoints()}
+
+
+def test_every_checkpoint_the_evaluation_needs_is_bundled():
+    assert set(CHECKPOINTS.values()) <= set(bundled())
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINTS.values()))
+def test_a_bundled_checkpoint_loads_and_measures_what_it_records(name, test_set):
+    info = bundled()[name]
+    assert info.size_bytes <= MAX_BYTES and info.path.read_bytes()[8:9] == b"{"     # safetensors: a JSON header
+    assert {"command", "seed", "device", "seconds", "test_acc"} <= set(info.recipe)
+    model = rv.load_checkpoint(name)
+    assert not model.training and rv.method_of(model) is not None or name == CHECKPOINTS["none"]
+    measured = accuracy(model, *test_set)
+    assert measured == pytest.approx(info.accuracy, abs=1e-9), "the recorded accuracy is the one measured"
