@@ -3,8 +3,10 @@
     rv.metrics.accuracy(model, images, labels)                      # top-1, as a fraction
     rv.metrics.background_removed(model, images, masks)             # which patches the method let go of
 
-`background_removed` reads the trace of the last block: the patches a method let go of are the ones no longer
-carried by a token of their own (EViT and ImagePiece: dropped or fused; ToMe, which discards nothing: merged).
+`background_removed` reads the trace: the patches a method let go of are the ones that were, at some block, no
+longer carried by a token of their own (EViT and ImagePiece: dropped or fused; ToMe, which discards nothing:
+merged). "At some block", because an EViT fused token that a later block keeps is an ordinary token from then on
+(its patches become MERGED), yet its patches were let go of where they were fused.
 Against the ground-truth masks of `rv.data.make_clutter`, it gives the share of those patches that are background,
 next to the share a random choice of as many patches would give (the background share of all patches).
 """
@@ -63,7 +65,7 @@ class BackgroundRemoved:
 def background_removed(
     model: nn.Module, images: Tensor, masks: Tensor, batch_size: int = 256, progress: bool = False
 ) -> BackgroundRemoved:
-    """The share of the patches a method let go of (by the last block) that are background.
+    """The share of the patches a method let go of (at any block) that are background.
 
     Args:
         model: a timm ViT with a method applied.
@@ -80,9 +82,9 @@ def background_removed(
     for part in _batches(images, batch_size, progress, "background removed"):
         with record(model) as trace:
             model(images[part].to(device))
-        status = trace.layers[-1].status.cpu()                                          # [b, P]
+        statuses = torch.stack([layer.status.cpu() for layer in trace.layers])          # [L, b, P]
+        gone = torch.isin(statuses, torch.tensor([int(s) for s in let_go])).any(dim=0)   # [b, P]
         is_background = ~patch_mask(masks[part], patch_size).flatten(1)                 # [b, P]
-        gone = torch.isin(status, torch.tensor([int(s) for s in let_go]))
         removed += int(gone.sum())
         background += int((gone & is_background).sum())
         patches += gone.numel()

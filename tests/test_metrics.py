@@ -45,6 +45,16 @@ def test_background_removed_reads_the_last_layer_against_the_masks(clutter):
     assert result.background == pytest.approx((gone & background).sum().item() / gone.sum().item())
     assert result.random == pytest.approx(background.float().mean().item())
 
+    # a fused token kept by a later block is an ordinary token from then on, but its patches were let go of
+    rv.apply(model, rv.EViT(keep_rate=0.5, layers=(1, 2)))
+    with rv.record(model) as trace, torch.no_grad():
+        model(images)
+    fused_first = trace.layers[1].status == rv.Status.FUSED
+    later = trace.layers[-1].status
+    assert bool((later[fused_first] == rv.Status.MERGED).any()), "some first fused token was kept at block 2"
+    gone = fused_first | (later == rv.Status.FUSED)
+    assert background_removed(model, images, masks).removed == pytest.approx(gone.float().mean().item())
+
     rv.apply(model, rv.ToMe(r=4))                            # ToMe discards nothing: its merged patches count
     merged = background_removed(model, images, masks)
     assert 0 < merged.removed < 1 and 0 <= merged.background <= 1
