@@ -32,3 +32,10 @@ def test_a_bundled_checkpoint_loads_and_measures_what_it_records(name, test_set)
     assert not model.training and rv.method_of(model) is not None or name == CHECKPOINTS["none"]
     measured = accuracy(model, *test_set)
     assert measured == pytest.approx(info.accuracy, abs=1e-9), "the recorded accuracy is the one measured"
+
+
+def test_evit_and_imagepiece_trained_at_0_7_lose_at_most_one_point():
+    accuracy_of = {info.name: info.accuracy for info in bundled().values()}
+    baseline = accuracy_of[CHECKPOINTS["none"]]
+    for method in ("EViT", "ImagePiece"):
+        assert accuracy_of[CHECKPOINTS[method]] >= baseline - 0.01, method
