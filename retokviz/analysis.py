@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from retokviz.merging import compose_dest
 from retokviz.methods.base import ceil_share
 from retokviz.methods.compose import as_tuple
+from retokviz.metrics import batches
 from retokviz.patch import patch_of
 from retokviz.provenance import Trace, record
 
@@ -116,15 +116,10 @@ def semantic_dilution(
 
 def _traces(model: nn.Module, images: Tensor, batch_size: int, progress: bool) -> Iterator[Trace]:
     """Run `model` over `images` in batches; yield each batch's trace, on the CPU."""
-    if images.dim() != 4:
-        raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
-    starts = range(0, images.shape[0], batch_size)
-    for start in tqdm(starts, desc="analysing", disable=not progress, leave=False):
+    for part in batches(images, batch_size, progress, "analysing"):
         with record(model) as trace, torch.no_grad():
-            model(images[start:start + batch_size].to(device))
+            model(images[part].to(device))
         yield trace.to("cpu")
 
 

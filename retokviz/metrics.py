@@ -12,6 +12,7 @@ next to the share a random choice of as many patches would give (the background 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,8 @@ from retokviz.patch import patch_of
 from retokviz.provenance import Status, record
 
 
-def _batches(images: Tensor, batch_size: int, progress: bool, desc: str):
+def batches(images: Tensor, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
+    """Slices of `images` [B, 3, H, W], `batch_size` at a time, with an optional progress bar."""
     if images.dim() != 4:
         raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
     if batch_size < 1:
@@ -41,7 +43,7 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
         raise ValueError(f"labels must be [{images.shape[0]}], one per image, got shape {tuple(labels.shape)}")
     device = next(model.parameters()).device
     correct = 0
-    for part in _batches(images, batch_size, progress, "accuracy"):
+    for part in batches(images, batch_size, progress, "accuracy"):
         correct += int((model(images[part].to(device)).argmax(-1).cpu() == labels[part]).sum())
     return correct / images.shape[0]
 
@@ -79,7 +81,7 @@ def background_removed(
     device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
     removed = background = patches = background_patches = 0
-    for part in _batches(images, batch_size, progress, "background removed"):
+    for part in batches(images, batch_size, progress, "background removed"):
         with record(model) as trace:
             model(images[part].to(device))
         statuses = torch.stack([layer.status.cpu() for layer in trace.layers])          # [L, b, P]

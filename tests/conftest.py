@@ -61,6 +61,12 @@ def explicit_attention(block, x, bias=None):
     return attn.proj((weights @ v).transpose(1, 2).reshape(B, N, C)), weights, k
 
 
+def run(model, images):
+    """The model's output on `images`, without gradients."""
+    with torch.no_grad():
+        return model(images)
+
+
 def images_for(model: torch.nn.Module, batch: int = 2, seed: int = 1, size: tuple[int, int] | None = None):
     """A random batch of images of the model's size (or `size`)."""
     height, width = size or model.patch_embed.img_size

@@ -11,12 +11,7 @@ from hypothesis import strategies as st
 
 import retokviz as rv
 from retokviz.scoring import AttentionView
-from conftest import check_trace, images_for, tiny_vit
-
-
-def run(model, images):
-    with torch.no_grad():
-        return model(images)
+from conftest import check_trace, images_for, run, tiny_vit
 
 
 def test_keep_rate_one_gives_the_untouched_output_for_every_family(family):

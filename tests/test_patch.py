@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
 import retokviz as rv
-from conftest import DEVICES, images_for, tiny_vit
-
-
-def run(model, images):
-    with torch.no_grad():
-        return model(images)
+from conftest import DEVICES, images_for, run, tiny_vit
 
 
 def test_keep_rate_one_gives_the_untouched_output_for_every_family(family):

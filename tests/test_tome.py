@@ -10,12 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import retokviz as rv
-from conftest import check_trace, explicit_attention, images_for, tiny_vit
-
-
-def run(model, images):
-    with torch.no_grad():
-        return model(images)
+from conftest import check_trace, explicit_attention, images_for, run, tiny_vit
 
 
 def test_r_zero_gives_the_untouched_output_for_every_family(family):
