@@ -39,3 +39,11 @@ def test_evit_and_imagepiece_trained_at_0_7_lose_at_most_one_point():
     baseline = accuracy_of[CHECKPOINTS["none"]]
     for method in ("EViT", "ImagePiece"):
         assert accuracy_of[CHECKPOINTS[method]] >= baseline - 0.01, method
+
+
+def test_a_bundled_model_refuses_an_image_size_it_cant_take_and_takes_other_multiples_of_16():
+    model = rv.load_checkpoint(CHECKPOINTS["ImagePiece"])
+    with pytest.raises(ValueError, match=r"image sides must be multiples of 16, got 100 x 100"):
+        model(rv.data.make_clutter(1, 0, image_size=128)[0][:, :, :100, :100])
+    images, _, _ = rv.data.make_clutter(2, 0, image_size=192)
+    assert model(images).shape == (2, 10)
