@@ -73,6 +73,13 @@ def images_for(model: torch.nn.Module, batch: int = 2, seed: int = 1, size: tupl
     return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.fixture(scope="session")
+def deit_small():
+    """DeiT-S at full size (random weights: no download), shared by the tests that check the paper's numbers."""
+    torch.manual_seed(0)
+    return timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+
+
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request) -> str:
     return request.param

@@ -6,7 +6,6 @@ import re
 from fractions import Fraction
 
 import pytest
-import timm
 import torch
 
 import retokviz as rv
@@ -72,12 +71,6 @@ DEIT_S_TABLE = {
     (0.5, True): (196, 99, 51, 27),
     (0.5, False): (196, 98, 49, 25),
 }
-
-
-@pytest.fixture(scope="module")
-def deit_small():
-    torch.manual_seed(0)
-    return timm.create_model("deit_small_patch16_224", pretrained=False).eval()
 
 
 @pytest.mark.parametrize("keep_rate, fuse", sorted(DEIT_S_TABLE))

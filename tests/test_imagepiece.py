@@ -145,6 +145,31 @@ def test_too_few_patches_is_a_clear_error():
         run(model, torch.randn(1, 3, 16, 16))
 
 
+def test_all_three_methods_and_the_composition_run_on_deit_small(deit_small):
+    """DeiT-S at 224 px: EViT's token counts for ImagePiece, r per block for ToMe, and a valid trace for each."""
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    expected = {
+        rv.ImagePiece(keep_rate=0.7): [196] * 3 + [138] * 3 + [97] * 3 + [68] * 3,
+        rv.ImagePiece(keep_rate=0.5, fuse=True): [196] * 3 + [99] * 3 + [51] * 3 + [27] * 3,
+        rv.ToMe(r=13): [196 - 13 * (i + 1) for i in range(12)],
+    }
+    try:
+        for method, counts in expected.items():
+            rv.apply(deit_small, method)
+            with rv.record(deit_small) as trace, torch.no_grad():
+                deit_small(images)
+            check_trace(trace, deit_small, batch=2)
+            assert [layer.num_tokens for layer in trace.layers] == counts, method
+        rv.apply(deit_small, [rv.ImagePiece(keep_rate=0.7), rv.ToMe(r=8)])
+        with warnings.catch_warnings(), rv.record(deit_small) as trace, torch.no_grad():
+            warnings.simplefilter("ignore")
+            deit_small(images)
+        check_trace(trace, deit_small, batch=2)
+        assert trace.layers[-1].num_tokens < 68
+    finally:
+        rv.remove(deit_small)
+
+
 # Composition: ImagePiece and ToMe in one model.
 
 def test_a_list_composes_and_tome_protects_imagepieces_semantic_share():
