@@ -7,7 +7,6 @@ and keys (after q/k norm): O(N * d * H) beside the kernel's O(N^2 * d * H).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +16,19 @@ from retokviz.merging import merge_tokens
 
 if TYPE_CHECKING:
     from retokviz.methods.base import Regroup
+
+
+def class_logits(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
+    """The class token's attention logits to every token, per head: [B, H, N] float32.
+
+    Args:
+        q_cls: [B, H, d] the class token's query, after q_norm.
+        k: [B, H, N, d] the keys, after k_norm.
+        scale: the logit scale, 1 / sqrt(d) in timm.
+        bias: [B, N] an additive logit bias per key (proportional attention's log token size), or None.
+    """
+    logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), k.float()) * scale
+    return logits if bias is None else logits + bias.float()[:, None, :]
 
 
 def class_attention(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
@@ -31,10 +43,7 @@ def class_attention(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None 
     Returns:
         [B, N] float32: softmax over all N keys, then the mean over heads. Not renormalised over any subset.
     """
-    logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), k.float()) * scale
-    if bias is not None:
-        logits = logits + bias.float()[:, None, :]
-    return logits.softmax(dim=-1).mean(dim=1)
+    return class_logits(q_cls, k, scale, bias).softmax(dim=-1).mean(dim=1)
 
 
 @dataclass
@@ -66,19 +75,16 @@ class AttentionView:
             self._scores = class_attention(self.q_cls, self.k, self.scale, bias)[:, self.num_prefix:]
         return self._scores
 
-    def logits(self, keys: Tensor, sizes: Tensor | None) -> Tensor:
+    def logits(self, keys: Tensor, sizes: Tensor) -> Tensor:
         """The class query's logits to tokens with `keys` [B, T, H * d] (heads side by side) and `sizes` [B, T]
-        (log-size bias; None for none): [B, H, T] float32, to be softmaxed together with the other tokens'."""
-        batch, heads, dim = self.q_cls.shape
-        k = keys.reshape(batch, -1, heads, dim).float()
-        logits = torch.einsum("bhd,bthd->bht", self.q_cls.float(), k) * self.scale
-        return logits if sizes is None else logits + sizes.float().log()[:, None, :]
+        (log-size bias): [B, H, T] float32, to be softmaxed together with the other tokens'."""
+        return class_logits(self.q_cls, _per_head(keys, self.k.shape[1]), self.scale, sizes.float().log())
 
     def prefix_logits(self) -> Tensor:
         """[B, H, prefix] the class query's logits to the prefix tokens (with their size bias, if any)."""
-        logits = torch.einsum("bhd,bhnd->bhn", self.q_cls.float(), self.k[:, :, :self.num_prefix].float())
-        logits = logits * self.scale
-        return logits if self.sizes is None else logits + self.sizes[:, None, :self.num_prefix].float().log()
+        prefix = self.num_prefix
+        bias = None if self.sizes is None else self.sizes[:, :prefix].float().log()
+        return class_logits(self.q_cls, self.k[:, :, :prefix], self.scale, bias)
 
     def patch_keys(self) -> Tensor:
         """[B, P, H * d] the keys of the patch tokens, heads side by side (one row per token, for merging)."""
@@ -93,33 +99,18 @@ class AttentionView:
         return self.sizes[:, self.num_prefix:].float()
 
     def regrouped(self, step: "Regroup", sizes: Tensor | None) -> "AttentionView":
-        """The view after `step` regrouped the patch tokens, whose new sizes (prefix included) are `sizes`.
+        """The view after `step` regrouped the patch tokens, whose new sizes (prefix included) are `sizes`, or
+        None where no sizes are tracked (methods composed in one block: the next one sees these tokens).
 
         A token's key becomes the size-weighted mean of the keys of the tokens it took in.
         """
-        keys, merged_sizes = merge_tokens(self.patch_keys(), self.patch_sizes(), step.dest, step.num_out)
-        patch_sizes = merged_sizes if sizes is None else sizes[:, self.num_prefix:]
-        view = self.with_patches(keys, patch_sizes)
-        if sizes is None:
-            view.sizes = None
-        return view
+        keys, _ = merge_tokens(self.patch_keys(), self.patch_sizes(), step.dest, step.num_out)
+        prefix_k = self.k[:, :, :self.num_prefix]
+        k = torch.cat([prefix_k, _per_head(keys, self.k.shape[1]).to(self.k.dtype)], dim=2)
+        return AttentionView(self.q_cls, k, self.scale, self.num_prefix, sizes)
 
-    def with_patches(self, keys: Tensor, sizes: Tensor) -> "AttentionView":
-        """The view of a regrouped token set: same prefix tokens, patch keys [B, T, H * d] and sizes [B, T].
 
-        Used where merged tokens are scored again (ImagePiece's re-evaluation, methods composed in one block):
-        a merged token's key is the size-weighted mean of its members' keys, and its size biases the logits.
-        """
-        batch, heads, _, dim = self.k.shape
-        prefix = self.num_prefix
-        patch_k = keys.reshape(batch, -1, heads, dim).transpose(1, 2).to(self.k.dtype)
-        prefix_sizes = (
-            torch.ones(batch, prefix, device=sizes.device) if self.sizes is None else self.sizes[:, :prefix].float()
-        )
-        return AttentionView(
-            self.q_cls,
-            torch.cat([self.k[:, :, :prefix], patch_k], dim=2),
-            self.scale,
-            prefix,
-            torch.cat([prefix_sizes, sizes.float()], dim=1),
-        )
+def _per_head(keys: Tensor, num_heads: int) -> Tensor:
+    """[B, T, H * d] keys, heads side by side -> [B, H, T, d]."""
+    batch, tokens, width = keys.shape
+    return keys.reshape(batch, tokens, num_heads, width // num_heads).transpose(1, 2)
