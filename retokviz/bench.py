@@ -66,7 +66,8 @@ def describe_device(device: torch.device) -> str:
             name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"cpu: {name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {name}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def describe_attention(model: nn.Module, device: torch.device) -> str:

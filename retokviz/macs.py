@@ -53,7 +53,7 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         if isinstance(module, kind)
     ]
     parameter = next(model.parameters())
-    image = torch.randn(1, model.patch_embed.proj.in_channels, *image_size,
+    image = torch.randn(1, input_channels(model), *image_size,
                         generator=torch.Generator().manual_seed(0)).to(parameter.device, parameter.dtype)
     was_training = model.training
     try:
@@ -65,3 +65,12 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         for handle in handles:
             handle.remove()
     return total
+
+
+def input_channels(model: nn.Module) -> int:
+    """The image channels `model` takes: those of the first convolution of its patch embedding (timm's one
+    projection, or the coherence stem's first 3 x 3 convolution)."""
+    first = next((module for module in model.patch_embed.modules() if isinstance(module, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError(f"{type(model.patch_embed).__name__} has no convolution to read the image channels from")
+    return first.in_channels

@@ -32,7 +32,9 @@ def batches(images: Tensor, batch_size: int, progress: bool, desc: str) -> Itera
         raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
+    # disable=None: a bar in notebooks and terminals, nothing in logs (as the trainer does)
+    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, disable=None if progress else True,
+                      leave=False):
         yield slice(start, start + batch_size)
 
 

@@ -61,3 +61,42 @@ def plot_layers(picture: np.ndarray, trace: Trace, layers: list[int] | None = No
     figure.legend(handles=handles, loc="lower center", ncol=len(Status), fontsize=7, frameon=False)
     figure.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.12, wspace=0.04)
     return figure
+
+
+def plot_attention(picture: np.ndarray, trace: Trace, layer: int | None = None, image: int = 0,
+                   mask: np.ndarray | None = None) -> Figure:
+    """Two panels: the image (with the object's outline where a mask is given), and the class attention that
+    decided a reduction block's choice, one value per patch, drawn over the image.
+
+    Args:
+        picture: [H, W, 3] in 0..1, the image as the model saw it.
+        trace: a recorded trace of a model with a class token and a reduction method applied.
+        layer: a reduction block; None means the first one.
+        image: which image of the batch.
+        mask: optional [H, W] bool, the object's pixels (e.g. from rv.data.make_clutter).
+    """
+    scored = [index for index, record in enumerate(trace.layers) if record.scores is not None]
+    if not scored:
+        raise ValueError("this trace has no class-attention scores: record a model with a class token and a "
+                         "reduction method applied (the scores are taken where a block reduces)")
+    layer = scored[0] if layer is None else layer
+    if layer not in scored:
+        raise ValueError(f"block {layer} made no reduction, so it has no scores; the scored blocks are {scored}")
+    grid = status_grid(trace, layer, image)                  # checks the grid and the indices
+    scores = trace.layers[layer].scores[image].reshape(grid.shape).float().cpu().numpy()
+    height, width = picture.shape[:2]
+
+    figure = Figure(figsize=(5.0, 2.9))
+    left, right = figure.subplots(1, 2)
+    left.imshow(picture)
+    left.set_title("the image" + (" and the object (outlined)" if mask is not None else ""), fontsize=8)
+    if mask is not None:
+        left.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="yellow", linewidths=1.0)
+    right.imshow(picture)
+    heat = right.imshow(scores, cmap="inferno", alpha=0.75, extent=(0, width, height, 0), interpolation="nearest")
+    right.set_title(f"class attention at block {layer}", fontsize=8)
+    figure.colorbar(heat, ax=right, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    for ax in (left, right):
+        ax.axis("off")
+    figure.subplots_adjust(left=0.01, right=0.93, top=0.9, bottom=0.02, wspace=0.05)
+    return figure

@@ -34,11 +34,15 @@ def test_a_bundled_checkpoint_loads_and_measures_what_it_records(name, test_set)
     assert measured == pytest.approx(info.accuracy, abs=1e-9), "the recorded accuracy is the one measured"
 
 
-def test_evit_and_imagepiece_trained_at_0_7_lose_at_most_one_point():
-    accuracy_of = {info.name: info.accuracy for info in bundled().values()}
-    baseline = accuracy_of[CHECKPOINTS["none"]]
+def test_the_baseline_reaches_95_percent_and_evit_and_imagepiece_at_0_7_stay_within_one_point_of_it():
+    # The accuracies are those recorded in the files, which the test above re-measures.
+    info = bundled()
+    baseline = info[CHECKPOINTS["none"]].accuracy
+    assert baseline >= 0.95, f"the baseline reaches {baseline:.1%}; the target is 95 %"
     for method in ("EViT", "ImagePiece"):
-        assert accuracy_of[CHECKPOINTS[method]] >= baseline - 0.01, method
+        trained = info[CHECKPOINTS[method]]
+        assert trained.method["name"] == method and trained.method["keep_rate"] == 0.7
+        assert trained.accuracy >= baseline - 0.01, f"{method}: {trained.accuracy:.1%} against {baseline:.1%}"
 
 
 def test_a_bundled_model_refuses_an_image_size_it_cant_take_and_takes_other_multiples_of_16():

@@ -8,7 +8,7 @@ from PIL import Image
 
 import retokviz as rv
 from retokviz.images import prepare
-from retokviz.render import STATUS_COLOURS, overlay_status, plot_layers, status_grid
+from retokviz.render import STATUS_COLOURS, overlay_status, plot_attention, plot_layers, status_grid
 from conftest import tiny_vit
 
 
@@ -68,3 +68,27 @@ def test_status_grid_refuses_bad_indices(recorded):
         status_grid(trace, 4)
     with pytest.raises(IndexError, match=r"image must be in 0..0 \(the batch has 1\), got 1"):
         status_grid(trace, 0, image=1)
+
+
+def test_plot_attention_draws_the_scores_of_a_reduction_block_over_the_image(recorded):
+    trace, picture = recorded
+    mask = np.zeros(picture.shape[:2], dtype=bool)
+    mask[20:50, 30:60] = True
+    figure = plot_attention(picture, trace, mask=mask)
+    image_ax, heat_ax = figure.axes[:2]
+    assert heat_ax.get_title() == "class attention at block 1"           # the first reduction block
+    assert "outlined" in image_ax.get_title() and image_ax.collections    # the mask's contour
+    drawn = heat_ax.get_images()[-1].get_array()
+    np.testing.assert_allclose(drawn, trace.layers[1].scores[0].reshape(6, 6).numpy())
+    assert plot_attention(picture, trace, layer=2).axes[1].get_title() == "class attention at block 2"
+    with pytest.raises(ValueError, match=r"block 0 made no reduction.*scored blocks are \[1, 2\]"):
+        plot_attention(picture, trace, layer=0)
+
+
+def test_plot_attention_says_when_a_model_has_no_class_token_to_score_with():
+    model = rv.apply(tiny_vit(depth=2, grid=4, class_token=False, global_pool="avg"), rv.ToMe(r=2))
+    images, picture = prepare(np.zeros((64, 64, 3)), model)
+    with rv.record(model) as trace, torch.no_grad():
+        model(images)
+    with pytest.raises(ValueError, match="no class-attention scores"):
+        plot_attention(picture, trace)
