@@ -1,6 +1,7 @@
 """Accuracy against keep rate, and background removed, for the bundled checkpoints on the generated test set.
 
     python -m retokviz.evaluate --json results/clutter-accuracy.json      # prints the README's tables
+    python -m retokviz.evaluate --plot results/clutter-accuracy.png       # and draws them
 
 Off the shelf: EViT, ImagePiece and ToMe applied to the baseline checkpoint, untrained for it. Trained: each
 method's own checkpoint (trained at keep rate 0.7), evaluated at every keep rate. ToMe has no keep rate: at keep
@@ -11,9 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 import retokviz as rv
@@ -93,6 +96,48 @@ def format_tables(result: dict) -> str:
     return "\n".join(lines)
 
 
+METHOD_COLOURS = {"EViT": "tab:blue", "ImagePiece": "tab:orange", "ToMe": "tab:green"}
+
+
+def _series(rows: list[dict], name: str, setting: str, key: str) -> tuple[list[float], list[float]]:
+    """(keep rates, values of `key`) of one method and setting, by keep rate."""
+    picked = sorted((row["keep_rate"], row[key]) for row in rows if row["method"] == name and row["setting"] == setting)
+    return [rate for rate, _ in picked], [value for _, value in picked]
+
+
+def plot_evaluation(result: dict) -> Figure:
+    """Two panels from `evaluate`'s result: accuracy against keep rate, and the share of background among the
+    patches let go of (with the random share), per method; solid lines trained, dashed off the shelf."""
+    rows = result["rows"]
+    baseline = next(row for row in rows if row["method"] == "none")["accuracy"]
+    figure = Figure(figsize=(9.0, 3.4))
+    left, right = figure.subplots(1, 2)
+    left.axhline(100 * baseline, color="gray", linewidth=1, label=f"baseline ({baseline:.1%})")
+    for name, colour in METHOD_COLOURS.items():
+        for setting, style in (("trained", "-"), ("off the shelf", "--")):
+            rates, accuracies = _series(rows, name, setting, "accuracy")
+            left.plot(rates, [100 * value for value in accuracies], style, marker="o", markersize=3, color=colour,
+                      label=f"{name}, {setting}")
+            rates, shares = _series(rows, name, setting, "background")
+            points = [(rate, share) for rate, share in zip(rates, shares) if not math.isnan(share)]  # NaN: none let go
+            right.plot([rate for rate, _ in points], [100 * share for _, share in points], style, marker="o",
+                       markersize=3, color=colour)
+    random = [row["random"] for row in rows if "random" in row]
+    right.axhline(100 * sum(random) / len(random), color="gray", linewidth=1, label="a random choice")
+    left.set(xlabel="keep rate", ylabel="test accuracy (%)", title="accuracy")
+    right.set(xlabel="keep rate", ylabel="background (%)", title="background among the patches let go of")
+    for ax in (left, right):
+        ax.invert_xaxis()                                   # less kept to the right
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(9)
+    left.legend(fontsize=6, ncol=2)
+    right.legend(fontsize=6)
+    images = result["conditions"]["test_images"]
+    figure.suptitle(f"bundled checkpoints on {images} generated test images", fontsize=9)
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.15, wspace=0.25)
+    return figure
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m retokviz.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--test-size", type=int, default=1000)
@@ -100,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument("--checkpoints", help="the directory of the checkpoints (default: data/)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plot", type=Path, help="also draw them into this image (png, svg, pdf)")
     args = parser.parse_args(argv)
     if args.test_size < 1:
         parser.error(f"--test-size must be >= 1, got {args.test_size}")
@@ -111,6 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_evaluation(result).savefig(args.plot, dpi=110)
     return result
 
 

@@ -83,3 +83,23 @@ def test_the_evaluation_sweep_covers_every_method_setting_and_rate(tmp_path, clu
     table = evaluate.format_tables(result)
     assert "| EViT, trained |" in table and "| ToMe, off the shelf |" in table and "keep 0.5" in table
     assert set(result["conditions"]["checkpoints"]) == set(evaluate.CHECKPOINTS.values())
+
+
+def test_the_evaluation_plot_draws_each_method_and_setting_from_the_rows():
+    rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0, "accuracy": 0.9}]
+    for index, (name, setting, rate) in enumerate((m, s, k) for m in ("EViT", "ImagePiece", "ToMe")
+                                                  for s in ("off the shelf", "trained") for k in (1.0, 0.5)):
+        rows.append({"method": name, "setting": setting, "keep_rate": rate, "accuracy": 0.5 + index / 100,
+                     "removed": 0.0 if rate == 1.0 else 0.5, "background": float("nan") if rate == 1.0 else 0.8,
+                     "random": 0.75})
+    figure = evaluate.plot_evaluation({"conditions": {"test_images": 6}, "rows": rows})
+    accuracy_ax, background_ax = figure.axes
+    lines = {line.get_label(): line for line in accuracy_ax.get_lines()}
+    assert set(lines) == {"baseline (90.0%)"} | {f"{m}, {s}" for m in ("EViT", "ImagePiece", "ToMe")
+                                                  for s in ("off the shelf", "trained")}
+    trained_tome = lines["ToMe, trained"]
+    assert list(trained_tome.get_xdata()) == [0.5, 1.0] and list(trained_tome.get_ydata()) == pytest.approx([61, 60])
+    plotted = [line for line in background_ax.get_lines() if not line.get_label().startswith("a random")]
+    assert all(list(line.get_xdata()) == [0.5] for line in plotted)       # keep 1.0 let nothing go: no point
+    assert [line.get_ydata()[0] for line in background_ax.get_lines() if line.get_label() == "a random choice"] \
+        == pytest.approx([75])

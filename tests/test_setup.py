@@ -124,3 +124,18 @@ def test_make_lab_serves_jupyterlab_on_the_notebooks():
     finally:
         os.killpg(lab.pid, signal.SIGTERM)
         lab.wait(timeout=30)
+
+
+def test_notebooks_are_stored_clean_import_the_package_and_assert_what_they_show():
+    import json
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 2
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        code = [cell for cell in cells if cell["cell_type"] == "code"]
+        assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code), \
+            f"{path.name} is stored with outputs"
+        source = "\n".join("".join(cell["source"]) for cell in code)
+        assert "import retokviz as rv" in source and "sys.path" not in source, path.name
+        assert re.search(r"^\s*assert ", source, re.MULTILINE), f"{path.name} asserts nothing"
