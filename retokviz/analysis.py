@@ -19,7 +19,7 @@ from retokviz.merging import compose_dest
 from retokviz.methods.base import ceil_share
 from retokviz.methods.compose import as_tuple
 from retokviz.metrics import batches
-from retokviz.patch import patch_of
+from retokviz.patch import state_of
 from retokviz.provenance import Trace, record
 
 
@@ -106,9 +106,9 @@ def semantic_dilution(
             width = step.num_out + 1
             members = torch.zeros(slots.shape[0], width, dtype=torch.long).scatter_add_(1, slots, torch.ones_like(slots))
             holds = torch.zeros_like(members).scatter_add_(1, slots, important)
-            group = members[:, 1:] > 1
-            if step.fused_slot is not None:
-                group[:, step.fused_slot] = False
+            fused = torch.zeros_like(members, dtype=torch.bool).scatter_(1, step.fused_index()[:, None].cpu() + 1, True)
+            group = (members > 1) & ~fused                                           # the fused token is no piece
+            group = group[:, 1:]
             diluted[block] = diluted.get(block, 0) + int((group & (holds[:, 1:] > 0)).sum())
             merged[block] = merged.get(block, 0) + int(group.sum())
     return {block: diluted[block] / merged[block] for block in sorted(merged) if merged[block]}
@@ -128,10 +128,10 @@ def _top_rate(model: nn.Module, top_rate: float | None) -> float:
         if not 0.0 < float(top_rate) <= 1.0:
             raise ValueError(f"top_rate must be in (0, 1], got {top_rate!r}")
         return float(top_rate)
-    rates = [m.keep_rate for m in as_tuple(patch_of(model).method) if hasattr(m, "keep_rate")]
+    rates = [m.keep_rate for m in as_tuple(state_of(model).method) if m.has_keep_rate]
     if not rates:
         raise ValueError(
-            f"{patch_of(model).model_name}: no EViT or ImagePiece applied, so no keep rate defines the top set; "
+            f"{state_of(model).model_name}: no EViT or ImagePiece applied, so no keep rate defines the top set; "
             "pass top_rate (e.g. 0.7)"
         )
     return min(rates)
@@ -140,7 +140,7 @@ def _top_rate(model: nn.Module, top_rate: float | None) -> float:
 def _reduction_blocks(model: nn.Module, trace: Trace) -> list[int]:
     """The blocks of the applied EViT/ImagePiece, else every block that reduced (ToMe)."""
     depth = len(trace.layers)
-    ranked = [m for m in as_tuple(patch_of(model).method) if hasattr(m, "keep_rate")]
+    ranked = [m for m in as_tuple(state_of(model).method) if m.has_keep_rate]
     blocks = sorted({b for m in ranked for b in m.reduction_layers(depth)}) if ranked else range(depth)
     return [b for b in blocks if trace.layers[b].step is not None and trace.layers[b].token_scores is not None]
 

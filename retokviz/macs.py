@@ -27,8 +27,10 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         image_size = getattr(model.patch_embed, "img_size", None)
         if image_size is None:
             raise ValueError(f"{type(model).__name__} has no fixed image size; pass image_size=(height, width)")
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
+    image_size = _check_size(image_size)
+    parameter = next(model.parameters())
+    image = torch.randn(1, input_channels(model), *image_size,
+                        generator=torch.Generator().manual_seed(0)).to(parameter.device, parameter.dtype)
     total = 0
 
     def linear(module: nn.Linear, args: tuple, out: Tensor) -> None:
@@ -52,9 +54,6 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         for kind in counters
         if isinstance(module, kind)
     ]
-    parameter = next(model.parameters())
-    image = torch.randn(1, input_channels(model), *image_size,
-                        generator=torch.Generator().manual_seed(0)).to(parameter.device, parameter.dtype)
     was_training = model.training
     try:
         model.eval()
@@ -65,6 +64,16 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
         for handle in handles:
             handle.remove()
     return total
+
+
+def _check_size(image_size: object) -> tuple[int, int]:
+    """An image size (a side, or (height, width)) as a (height, width) pair of positive ints; ValueError if not."""
+    sides = (image_size, image_size) if isinstance(image_size, int) and not isinstance(image_size, bool) else image_size
+    valid = (isinstance(sides, (tuple, list)) and len(sides) == 2
+             and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in sides))
+    if not valid:
+        raise ValueError(f"image_size must be a positive int or (height, width) of positive ints, got {image_size!r}")
+    return int(sides[0]), int(sides[1])
 
 
 def input_channels(model: nn.Module) -> int:

@@ -14,16 +14,20 @@ fused attention kernel stays on. `remove` restores the classes and removes the h
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from copy import deepcopy
+from types import MethodType
 from typing import Any
 
 from timm.layers import Attention
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from retokviz.methods.base import Method, Regroup
-from retokviz.methods.compose import as_tuple, compose, schedule
+from retokviz.methods.compose import as_tuple, compose, schedule, token_counts
 from retokviz.scoring import AttentionView
 
 
@@ -35,7 +39,7 @@ class UnsupportedModelError(TypeError):
     """The model is not one retokviz can patch (raised before anything is changed)."""
 
 
-class Patch:
+class ReductionState:
     """The per-model state of a patched model, shared by its blocks (kept as `model._retokviz`).
 
     Attributes:
@@ -67,12 +71,28 @@ class Patch:
         self.recorder: Any = None
         self.sizes: Tensor | None = None
         self.image_size: tuple[int, int] | None = None
+        self.handles: list[RemovableHandle] = []   # every hook `apply` added (q/k on each block, the image checks)
+        self.input_size: tuple[int, int] | None = None   # (H, W) of the images of the pass under way
+
+    def see_images(self, module: nn.Module, args: tuple) -> None:
+        """Forward pre-hook on the patch embedding: remember the image size, for the recorder's patch grid."""
+        self.input_size = tuple(args[0].shape[-2:]) if args and isinstance(args[0], Tensor) else None
+
+    def __deepcopy__(self, memo: dict) -> "ReductionState":
+        """A copy for a deep-copied model: its own hook handles (copied with the model's hook dicts), and never
+        recording or mid-pass, whatever the original was doing."""
+        copy = ReductionState.__new__(ReductionState)
+        memo[id(self)] = copy
+        for key, value in self.__dict__.items():
+            copy.__dict__[key] = deepcopy(value, memo) if key == "handles" else value
+        copy.recorder, copy.sizes = None, None
+        return copy
 
 
 class ReducingBlock(Block):
     """A timm `Block` that can reduce its tokens between attention and MLP. Made only by `apply`."""
 
-    _retokviz: Patch
+    _retokviz: ReductionState
     _retokviz_index: int
     _retokviz_qk: dict[str, Tensor] | None
 
@@ -89,14 +109,14 @@ class ReducingBlock(Block):
                     f"{MIN_PATCHES}: use a larger image (this model was made for {patch.image_size})"
                 )
             if patch.recorder is not None:
-                patch.recorder.begin(x, patch.method, patch.num_prefix)
+                patch.recorder.begin(x, patch.method, patch.num_prefix, patch.input_size)
         try:
             return self._forward(patch, index, x, args, kwargs)
         finally:
             if index == patch.depth - 1:
                 patch.sizes = None  # the pass is over; hold no tensor between calls
 
-    def _forward(self, patch: Patch, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
+    def _forward(self, patch: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
         recorder = patch.recorder
         methods = patch.schedule.get(index, ())
         acting = _acting(methods, x.shape[1] - patch.num_prefix, index)
@@ -222,28 +242,84 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     if patch is not None:
         patch.method, patch.schedule = method, plan
         return model
-    patch = Patch(
+    patch = ReductionState(
         model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
     )
     for index, block in enumerate(model.blocks):
         block.__class__ = ReducingBlock
         block._retokviz, block._retokviz_index, block._retokviz_qk = patch, index, None
         for norm, hook in _HOOKS:
-            getattr(block.attn, norm).register_forward_hook(hook.__get__(block))
+            patch.handles.append(getattr(block.attn, norm).register_forward_hook(hook.__get__(block)))
     patch.image_size = getattr(model.patch_embed, "img_size", None)
+    patch.handles.append(model.register_forward_pre_hook(_check_images))
+    patch.handles.append(model.patch_embed.register_forward_pre_hook(patch.see_images))
+    model.forward_intermediates = MethodType(_forward_intermediates, model)   # an instance attribute: see below
     model._retokviz = patch
     return model
+
+
+def expected_images(model: nn.Module) -> str:
+    """What a patched model takes, in words: "[B, 3, 224, 224]" or "[B, 3, H, W], H and W multiples of 16"."""
+    from retokviz.macs import input_channels
+
+    channels = input_channels(model)
+    embed = model.patch_embed
+    rows, cols = embed.patch_size
+    if getattr(embed, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
+        height, width = embed.img_size
+        return f"[B, {channels}, {height}, {width}]"
+    if getattr(embed, "dynamic_img_pad", False):
+        return f"[B, {channels}, H, W]"
+    return f"[B, {channels}, H, W] with H a multiple of {rows} and W a multiple of {cols}"
+
+
+def _check_images(model: nn.Module, args: tuple) -> None:
+    """Forward pre-hook on a patched model: refuse images of the wrong rank, channels or size, saying what fits."""
+    if not args or not isinstance(args[0], Tensor):
+        return
+    images = args[0]
+    from retokviz.macs import input_channels
+
+    channels = input_channels(model)
+    embed = model.patch_embed
+    rows, cols = embed.patch_size
+    shape = tuple(images.shape)
+    fits = images.dim() == 4 and shape[1] == channels
+    if fits and getattr(embed, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
+        fits = shape[2:] == tuple(embed.img_size)
+    elif fits and not getattr(embed, "dynamic_img_pad", False):
+        fits = shape[2] % rows == 0 and shape[3] % cols == 0
+    if not fits:
+        raise ValueError(f"{model_name(model)} takes images {expected_images(model)}, got a tensor of shape {shape}")
+
+
+def _forward_intermediates(model: nn.Module, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+    """timm's forward_intermediates, refused where the applied method reduces tokens.
+
+    timm reshapes every block's tokens into the full patch grid, which a reduced token set no longer fills. A patched
+    model carries this as an instance attribute (removed by `remove`); with nothing to reduce, it is timm's own.
+    """
+    state = state_of(model)
+    rows, cols = model.patch_embed.dynamic_feat_size(tuple(x.shape[-2:])) if x.dim() == 4 else (0, 0)
+    counts = token_counts(state.method, state.depth, rows * cols)
+    if any(count != rows * cols for count in counts):
+        raise RuntimeError(
+            f"{state.model_name}: forward_intermediates reshapes every block's tokens into the {rows} x {cols} patch "
+            f"grid, and {state.method} leaves {counts} patch tokens after the blocks. Record the per-block state "
+            "with `with rv.record(model) as trace: model(images)`, or run timm's forward_intermediates inside "
+            "`with rv.applied(model, rv.EViT(keep_rate=1.0)):` or after rv.remove(model)"
+        )
+    return type(model).forward_intermediates(model, x, *args, **kwargs)
 
 
 def remove(model: nn.Module) -> nn.Module:
     """Undo `apply`: the model's blocks, hooks and attributes are timm's again. A no-op on an unpatched model."""
     if getattr(model, "_retokviz", None) is None:
         return model
+    for handle in model._retokviz.handles:
+        handle.remove()
+    model.__dict__.pop("forward_intermediates", None)
     for block in model.blocks:
-        for norm, hook in _HOOKS:
-            hooks = getattr(block.attn, norm)._forward_hooks
-            for key in [key for key, fn in hooks.items() if getattr(fn, "__func__", None) is hook]:
-                del hooks[key]
         for attribute in _BLOCK_ATTRIBUTES:
             block.__dict__.pop(attribute, None)
         block.__class__ = Block
@@ -251,7 +327,7 @@ def remove(model: nn.Module) -> nn.Module:
     return model
 
 
-def patch_of(model: nn.Module) -> Patch:
+def state_of(model: nn.Module) -> ReductionState:
     """The retokviz state of a patched model.
 
     Raises:
@@ -270,3 +346,25 @@ def method_of(model: nn.Module) -> Method | tuple[Method, ...] | None:
     """The method applied to `model` (a tuple for composed methods, as applied), or None."""
     patch = getattr(model, "_retokviz", None)
     return None if patch is None else patch.method
+
+
+@contextmanager
+def applied(model: nn.Module, method: Method | Sequence[Method]) -> Iterator[nn.Module]:
+    """Run `model` with `method` inside a `with` block; on exit the method it had before (or none) is back, also
+    when the block raises.
+
+        with rv.applied(model, rv.EViT(keep_rate=0.5)):
+            logits = model(images)
+
+    Raises:
+        UnsupportedModelError, ValueError: before anything is changed, if the model or method doesn't fit.
+    """
+    previous = method_of(model)
+    apply(model, method)
+    try:
+        yield model
+    finally:
+        if previous is None:
+            remove(model)
+        else:
+            apply(model, previous)

@@ -5,8 +5,8 @@
     trace.layers[i].owner    # [B, P] the token (0-based among patch tokens) that carries each patch, -1 if discarded
     trace.layers[i].status   # [B, P] rv.Status of each patch
 
-Recording costs nothing when it is off: the patched blocks skip all of it, and `record` removes the one hook it
-adds when its `with` block ends.
+Recording costs nothing when it is off: the patched blocks skip all of it, and `record` adds no hook (the image
+size comes from the hook `rv.apply` keeps on the patch embedding).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from retokviz.methods.base import Method, Regroup
-from retokviz.patch import patch_of
+from retokviz.patch import state_of
 
 
 class Status(IntEnum):
@@ -30,8 +30,9 @@ class Status(IntEnum):
     FUSED = 2     # its token is the EViT fused token of the last reduction
     DROPPED = 3   # discarded (owner == -1)
 
-    # A fused token that a later reduction keeps is an ordinary token from then on (methods.md), one that
-    # carries several patches: its patches are MERGED. So all FUSED patches of a layer share one token, the last.
+    # A fused token that a later reduction keeps is an ordinary token from then on (as in EViT's code; see
+    # docs/trace.md), one that carries several patches: its patches are MERGED. So all FUSED patches of a layer
+    # share one token, the last.
 
 
 def patches_per_token(owner: Tensor, num_tokens: int) -> Tensor:
@@ -61,9 +62,8 @@ class Provenance:
         carried = self.owner >= 0
         self.owner = step.dest.gather(1, self.owner.clamp(min=0)).masked_fill(~carried, -1)
         # Only the step's own fused token is a fused token: one kept by a later step is an ordinary token.
-        self.fused = torch.zeros(step.dest.shape[0], step.num_out, dtype=torch.bool, device=step.dest.device)
-        if step.fused_slot is not None:
-            self.fused[:, step.fused_slot] = True
+        fused = torch.zeros(step.dest.shape[0], step.num_out + 1, dtype=torch.bool, device=step.dest.device)
+        self.fused = fused.scatter_(1, step.fused_index()[:, None] + 1, True)[:, 1:]   # column 0: images without one
 
     def status(self) -> Tensor:
         """[B, P] the rv.Status of every original patch."""
@@ -168,22 +168,17 @@ class Recorder:
     def __init__(self, trace: Trace, patch_embed: nn.Module) -> None:
         self.trace = trace
         self.patch_embed = patch_embed
-        self.image_size: tuple[int, int] | None = None
         self.provenance: Provenance | None = None
         self.status: Tensor | None = None
 
-    def see_image(self, module: nn.Module, args: tuple) -> None:
-        """Forward pre-hook on the patch embedding: remember the image size, for the patch grid."""
-        self.image_size = tuple(args[0].shape[-2:])
-
-    def begin(self, x: Tensor, method: Method, num_prefix: int) -> None:
-        """Start a new forward pass. x: [B, N, C] the tokens entering block 0."""
+    def begin(self, x: Tensor, method: Method, num_prefix: int, image_size: tuple[int, int] | None) -> None:
+        """Start a new forward pass. x: [B, N, C] the tokens entering block 0; image_size: (H, W) of the images."""
         batch, num_patches = x.shape[0], x.shape[1] - num_prefix
         self.provenance = Provenance(batch, num_patches, x.device)
         self.status = self.provenance.status()
         grid = None
-        if self.image_size is not None and hasattr(self.patch_embed, "dynamic_feat_size"):
-            rows, cols = self.patch_embed.dynamic_feat_size(self.image_size)
+        if image_size is not None and hasattr(self.patch_embed, "dynamic_feat_size"):
+            rows, cols = self.patch_embed.dynamic_feat_size(image_size)
             grid = (rows, cols) if rows * cols == num_patches else None
         self.trace.layers = []
         self.trace.method = method
@@ -218,15 +213,12 @@ def record(model: nn.Module) -> Iterator[Trace]:
     Raises:
         RuntimeError: the model has no retokviz method applied, or is already being recorded.
     """
-    patch = patch_of(model)
+    patch = state_of(model)
     if patch.recorder is not None:
         raise RuntimeError(f"{patch.model_name} is already being recorded; nest no rv.record blocks on one model")
     trace = Trace()
-    recorder = Recorder(trace, model.patch_embed)
-    handle = model.patch_embed.register_forward_pre_hook(recorder.see_image)
-    patch.recorder = recorder
+    patch.recorder = Recorder(trace, model.patch_embed)
     try:
         yield trace
     finally:
         patch.recorder = None
-        handle.remove()

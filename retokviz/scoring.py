@@ -88,8 +88,8 @@ class AttentionView:
 
     def patch_keys(self) -> Tensor:
         """[B, P, H * d] the keys of the patch tokens, heads side by side (one row per token, for merging)."""
-        batch, heads, _, dim = self.k.shape
-        return self.k[:, :, self.num_prefix:].transpose(1, 2).reshape(batch, -1, heads * dim)
+        batch, heads, tokens, dim = self.k.shape
+        return self.k[:, :, self.num_prefix:].transpose(1, 2).reshape(batch, tokens - self.num_prefix, heads * dim)
 
     def patch_sizes(self) -> Tensor:
         """[B, P] float32 sizes of the patch tokens (ones where no sizes are tracked)."""

@@ -106,7 +106,8 @@ def use_coherence_stem(model: nn.Module) -> nn.Module:
     """Replace a timm ViT's patch embedding by a `CoherenceStem` of the same width and patch size, in place.
 
     The new stem is freshly initialised: train the model afterwards. The model is switched to timm's dynamic image
-    size, so it takes any image whose sides are multiples of the patch size.
+    size, so it takes any image whose sides are multiples of the patch size. A model that has the stem already is
+    returned as it is (calling this twice changes nothing).
 
     Returns:
         the same model.
@@ -118,6 +119,8 @@ def use_coherence_stem(model: nn.Module) -> nn.Module:
     name = model_name(model)
     if not isinstance(model, VisionTransformer):
         raise UnsupportedModelError(f"{name}: the coherence stem replaces the patch embedding of a timm ViT")
+    if has_coherence_stem(model):
+        return model
     old = model.patch_embed
     rows, cols = old.patch_size
     if rows != cols:

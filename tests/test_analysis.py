@@ -64,7 +64,7 @@ def test_bad_input_is_refused(images):
         rv.analysis.semantic_dilution(model, images)
     with pytest.raises(ValueError, match=r"top_rate must be in \(0, 1\], got 0"):
         rv.analysis.attentiveness_recovery(model, images, top_rate=0)
-    with pytest.raises(ValueError, match=r"images must be a batch \[B, 3, H, W\], got shape \(3, 128, 128\)"):
+    with pytest.raises(ValueError, match=r"\[B, 3, .*\], got .*\(3, 128, 128\)"):
         rv.analysis.merge_similarity(model, images[0])
     with pytest.raises(RuntimeError, match="has no retokviz method applied"):
         rv.analysis.merge_similarity(tiny_vit(), images)

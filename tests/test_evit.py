@@ -1,4 +1,4 @@
-"""EViT as methods.md specifies it: fields, token counts, and agreement with a plain reference implementation."""
+"""EViT as the paper specifies it (docs/methods.md): fields, token counts, and agreement with a plain reference implementation."""
 from __future__ import annotations
 
 import math
@@ -64,7 +64,7 @@ def test_kept_count_is_the_exact_ceiling(tenths, num_tokens):
     assert method.num_kept(num_tokens) == math.ceil(Fraction(tenths, 10) * num_tokens)
 
 
-# methods.md: non-prefix tokens leaving each block of DeiT-S at 224 px.
+# The EViT paper's schedule: non-prefix tokens leaving each block of DeiT-S at 224 px.
 DEIT_S_TABLE = {
     (0.7, True): (196, 139, 99, 71),
     (0.7, False): (196, 138, 97, 68),
@@ -89,7 +89,7 @@ def test_deit_small_token_counts_match_the_table(deit_small, keep_rate, fuse):
 
 
 def reference_evit(model, images, keep_rate, layers, fuse):
-    """EViT written out plainly from methods.md and the paper, independent of retokviz's patching.
+    """EViT written out plainly from the paper, independent of retokviz's patching.
 
     Attention is computed explicitly (softmax(q k^T / sqrt(d))), the class attention is read off its CLS row,
     kept tokens are ordered by score as in the paper's code. Returns the logits and, per reduction block, the

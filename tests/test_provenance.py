@@ -107,9 +107,10 @@ def test_the_trace_follows_the_actual_tokens():
 def test_nothing_is_tracked_or_left_behind_when_not_recording(monkeypatch):
     model = rv.apply(tiny_vit(depth=3), rv.EViT(keep_rate=0.5, layers=(1,)))
     images = images_for(model)
+    hooks = len(model.patch_embed._forward_pre_hooks)
     with rv.record(model) as trace, torch.no_grad():
         model(images)
-    assert len(model.patch_embed._forward_pre_hooks) == 0 and model._retokviz.recorder is None
+    assert len(model.patch_embed._forward_pre_hooks) == hooks and model._retokviz.recorder is None
     layers = trace.layers
     tracked = []
     original = rv.EViT.reduce
@@ -135,10 +136,11 @@ def test_the_trace_holds_the_last_forward_pass():
 
 def test_recording_cleans_up_after_an_error():
     model = rv.apply(tiny_vit(depth=2), rv.EViT(keep_rate=0.5, layers=(0,)))
+    hooks = len(model.patch_embed._forward_pre_hooks)
     with pytest.raises(RuntimeError, match="boom"):
         with rv.record(model):
             raise RuntimeError("boom")
-    assert model._retokviz.recorder is None and len(model.patch_embed._forward_pre_hooks) == 0
+    assert model._retokviz.recorder is None and len(model.patch_embed._forward_pre_hooks) == hooks
 
 
 def test_records_cannot_nest_on_one_model():
@@ -187,3 +189,26 @@ def test_provenance_of_merges_drops_and_fusions():
     assert provenance.status().tolist() == [[F, F, D, M, M, M]]
     scores = provenance.per_patch(torch.tensor([[0.25, 0.75]]))
     assert scores[0, :2].tolist() == [0.75, 0.75] and scores[0, 2].isnan() and scores[0, 3:].tolist() == [0.25] * 3
+
+
+def test_a_fused_token_that_moves_differently_per_image_stays_fused_in_each():
+    """EViT fuses at block 1 and ToMe then merges in the same block: in some images ToMe merges the fused token
+    away, in others it keeps it at another index. Each image's statuses must be what it gets alone (the fused
+    token was once reported MERGED for the whole batch as soon as the images disagreed)."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", img_size=128, depth=4, num_classes=10, embed_dim=48,
+                              num_heads=3).eval()
+    rv.apply(model, [rv.EViT(0.5, layers=(1,)), rv.ToMe(r=(0, 6, 0, 0))])
+    images = torch.randn(16, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with rv.record(model) as together, torch.no_grad():
+        model(images)
+    fused_somewhere = False
+    for index in range(images.shape[0]):
+        with rv.record(model) as alone, torch.no_grad():
+            model(images[index:index + 1])
+        for block, (batch_layer, single_layer) in enumerate(zip(together.layers, alone.layers)):
+            assert torch.equal(batch_layer.status[index], single_layer.status[0]), (index, block)
+        fused_somewhere |= bool((alone.layers[1].status == rv.Status.FUSED).any())
+    assert fused_somewhere  # the case the test is about occurred

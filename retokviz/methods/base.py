@@ -23,26 +23,42 @@ class Regroup:
         dest: [B, T_in] LongTensor, for each incoming patch token the index (0-based among the outgoing
             patch tokens) of the token that now carries it, or -1 if it was discarded.
         num_out: T_out, the number of outgoing patch tokens.
-        fused_slot: the index of the outgoing EViT fused token, or None if the step made none.
+        fused_slot: where the step's EViT fused token is among the outgoing tokens: an int when it is at one
+            index in every image, a [B] LongTensor when it differs between images (-1 for an image without
+            one), or None if the step made none. `fused_index()` gives it per image either way.
         similarity: [B, R] float32, for a merging step, the cosine similarity (in the matching's metric) of each
             of the R pairs it merged; None for steps that merge nothing.
     """
 
     dest: Tensor
     num_out: int
-    fused_slot: int | None = None
+    fused_slot: int | Tensor | None = None
     similarity: Tensor | None = None
 
+    def fused_index(self) -> Tensor:
+        """[B] LongTensor: the outgoing index of each image's fused token, -1 where an image has none."""
+        batch = self.dest.shape[0]
+        if self.fused_slot is None:
+            return torch.full((batch,), -1, dtype=torch.long, device=self.dest.device)
+        if isinstance(self.fused_slot, Tensor):
+            return self.fused_slot
+        return torch.full((batch,), int(self.fused_slot), dtype=torch.long, device=self.dest.device)
+
     def then(self, later: "Regroup") -> "Regroup":
-        """This step followed by `later` (a step on this step's output), as one step."""
+        """This step followed by `later` (a step on this step's output), as one step.
+
+        Each image is followed on its own, so an image's result never depends on the rest of the batch: this
+        step's fused token stays the fused token where the later step kept it alone and made none of its own.
+        """
         dest = compose_dest(self.dest, later.dest)
-        fused_slot = later.fused_slot
-        if fused_slot is None and self.fused_slot is not None:
-            # this step's fused token, if the later step kept it alone, is still the block's fused token
-            moved = later.dest[:, self.fused_slot]
-            alone = (later.dest == moved[:, None]).sum(1) == 1
-            if bool((moved >= 0).all()) and bool((moved == moved[0]).all()) and bool(alone.all()):
-                fused_slot = int(moved[0])
+        fused = later.fused_index()                                                    # [B]
+        if self.fused_slot is not None:
+            mine = self.fused_index()                                                  # [B]
+            moved = later.dest.gather(1, mine.clamp(min=0)[:, None])[:, 0]             # [B]
+            alone = (later.dest == moved[:, None]).sum(dim=1) == 1
+            survives = (mine >= 0) & (moved >= 0) & alone & (fused < 0)
+            fused = torch.where(survives, moved, fused)
+        fused_slot = None if bool((fused < 0).all()) else fused
         similarities = [s for s in (self.similarity, later.similarity) if s is not None]
         similarity = torch.cat(similarities, dim=1) if similarities else None
         return Regroup(dest, later.num_out, fused_slot, similarity)
@@ -69,8 +85,9 @@ _ROUND_OFF = 1e-9
 
 
 def ceil_share(rate: float, num_tokens: int) -> int:
-    """ceil(rate * num_tokens), robust to float round-off, at most num_tokens."""
-    return min(num_tokens, math.ceil(rate * num_tokens - _ROUND_OFF))
+    """ceil(rate * num_tokens), robust to float round-off, at most num_tokens and at least 1 (a positive rate of
+    any tokens always keeps one: EViT(keep_rate=1e-12) keeps one token, not none)."""
+    return min(num_tokens, max(1, math.ceil(rate * num_tokens - _ROUND_OFF)))
 
 
 def check_rate(owner: str, name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
@@ -141,6 +158,9 @@ def check_layers(owner: str, layers: object) -> tuple[int, ...] | None:
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise TypeError(f"{owner}.layers must be None or a sequence of block indices, got {layers!r}")
     values = tuple(layers)
+    if not values:
+        raise ValueError(f"{owner}.layers is empty, so nothing would reduce; give block indices, e.g. (3, 6, 9), "
+                         "or None for the default blocks (a quarter, half and three quarters of the depth)")
     for layer in values:
         if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
             raise TypeError(f"{owner}.layers must hold block indices (ints), got {layer!r} in {values!r}")
@@ -172,6 +192,11 @@ class Method:
     (`reduction_layers`) and does the reduction there (`reduce`), between the attention residual and the MLP.
     """
 
+    # Capabilities, declared once per method (callers ask these, never isinstance or hasattr):
+    # `has_keep_rate`: the method has a `keep_rate` field (the share of patch tokens a reduction block leaves),
+    #   which the keep-rate function, the training schedule and the sliders set.
+    # `needs_class_token`: the method ranks tokens by the class token's attention (a model without one can't run it).
+    has_keep_rate: ClassVar[bool] = False
     needs_class_token: ClassVar[bool] = False
 
     def reduction_layers(self, depth: int) -> tuple[int, ...]:

@@ -38,7 +38,7 @@ def compose(methods: Method | Sequence[Method]) -> Method | tuple[Method, ...]:
             raise TypeError(f"rv.apply: every entry of the list must be a method such as rv.ToMe(r=8), got {method!r}")
     if len(methods) == 1:
         return methods[0]
-    importance = [m.keep_rate for m in methods if hasattr(m, "keep_rate")]
+    importance = [m.keep_rate for m in methods if m.has_keep_rate]
     if importance:
         methods = [
             dataclasses.replace(m, protect=min(importance)) if isinstance(m, ToMe) and m.protect == 0 else m

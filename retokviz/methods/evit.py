@@ -46,6 +46,7 @@ class EViT(Method):
     layers: tuple[int, ...] | None = None
     fuse: bool = True
 
+    has_keep_rate = True
     needs_class_token = True
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ WordPiece grouping characters into meaningful units, at each reduction block ove
    alternating in their spatial order; semantic tokens are never merged. Merging is size-weighted.
 3. Re-evaluation: the tokens are scored again against the class query, a piece's key being the size-weighted mean
    of its members' keys plus the log-size bias of proportional attention. Steps 1-2 repeat on the pieces
-   (`merge_rounds` times, as the seed says), then the K highest-scoring tokens are kept and the ones that stay
+   (`merge_rounds` times: the paper describes merging and re-scoring as repeated), then the K highest-scoring tokens are kept and the ones that stay
    non-semantic are discarded (or, with `fuse=True`, fused EViT-style into one token).
 
 What the sources leave open, and what is chosen here:
@@ -19,7 +19,7 @@ What the sources leave open, and what is chosen here:
   the MACs match EViT's, and at equal keep rate the two compare at an equal token budget. Pieces compete with the
   semantic tokens for the K places: a piece that gained meaning displaces the weakest semantic token.
 - Placement. The default blocks are EViT's (depth//4, depth//2, 3*depth//4; (3, 6, 9) for 12 blocks), again for
-  the equal-budget comparison. The seed says ImagePiece re-tokenizes early, so that the count falls from the first
+  the equal-budget comparison. The paper has ImagePiece re-tokenize early, so that the count falls from the first
   layers: pass e.g. `layers=(1, 3, 6, 9)` for that.
 - Semantic tokens are never merged, in any round: "semantic" is the top K at the block's input. Later rounds
   merge among the pieces only, so a piece can't absorb a semantic token (no semantic dilution by construction).
@@ -77,6 +77,7 @@ class ImagePiece(Method):
     merge_rounds: int = 2
     fuse: bool = False
 
+    has_keep_rate = True
     needs_class_token = True
 
     def __post_init__(self) -> None:

@@ -1,0 +1,99 @@
+"""The reduction methods by name: the one table that checkpoints, the trainer, the benchmark, the evaluation, the
+sweep and the explorer look methods up in.
+
+    rv.methods.registry.method_class("evit")          # -> rv.EViT  (case-insensitive; "EViT" works too)
+    rv.methods.registry.method_names()                 # ("evit", "imagepiece", "tome")
+    rv.methods.registry.method_name(rv.ToMe(r=8))      # "tome"; a composition: "imagepiece+tome"
+    rv.methods.registry.register(MyMethod, "mine")     # a method of your own, known to all of the above
+
+A composition is named by its members' names joined with "+", in order ("imagepiece+tome").
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from retokviz.methods.base import Method
+from retokviz.methods.evit import EViT
+from retokviz.methods.imagepiece import ImagePiece
+from retokviz.methods.tome import ToMe
+
+# short name -> class; the short name is what command lines, CSV tables and the explorer use.
+_METHODS: dict[str, type[Method]] = {"evit": EViT, "imagepiece": ImagePiece, "tome": ToMe}
+# short name -> the name people read (class name, as the papers write it).
+_LABELS: dict[str, str] = {"evit": "EViT", "imagepiece": "ImagePiece", "tome": "ToMe"}
+# The compositions offered by name (the explorer's method menu, the sweep's --methods).
+COMPOSITIONS: tuple[str, ...] = ("imagepiece+tome",)
+
+
+def register(cls: type[Method], name: str | None = None) -> type[Method]:
+    """Make a Method subclass known by `name` (default: its class name in lower case). Returns the class.
+
+    Raises:
+        TypeError: `cls` is not a Method subclass.
+        ValueError: the name is taken by another class, or contains "+" or white space.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Method) and cls is not Method):
+        raise TypeError(f"register takes a subclass of rv.Method, got {cls!r}")
+    key = (name or cls.__name__).lower()
+    if not key or "+" in key or any(c.isspace() for c in key):
+        raise ValueError(f"a method name must be non-empty, without '+' or spaces, got {key!r}")
+    if _METHODS.get(key, cls) is not cls:
+        raise ValueError(f"the method name {key!r} is taken by {_METHODS[key].__name__}")
+    _METHODS[key] = cls
+    _LABELS[key] = cls.__name__
+    return cls
+
+
+def method_names(compositions: bool = False) -> tuple[str, ...]:
+    """The registered short names, in registration order; with `compositions`, the named compositions too."""
+    return tuple(_METHODS) + (COMPOSITIONS if compositions else ())
+
+
+def _unknown(name: object, compositions: bool) -> ValueError:
+    return ValueError(f"unknown method {name!r}; the methods are {', '.join(method_names(compositions))}")
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered as `name` (short name or class name, any case).
+
+    Raises:
+        ValueError: no such method; the message lists the valid names.
+    """
+    key = name.lower() if isinstance(name, str) else None
+    if key not in _METHODS:
+        raise _unknown(name, False)
+    return _METHODS[key]
+
+
+def members(name: str) -> tuple[str, ...]:
+    """The short names a method or composition name stands for: "imagepiece+tome" -> ("imagepiece", "tome").
+
+    Raises:
+        ValueError: a part is not a registered method (the message lists the valid names).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise _unknown(name, True)
+    parts = tuple(part.strip().lower() for part in name.replace(" ", "").split("+"))
+    for part in parts:
+        if part not in _METHODS:
+            raise _unknown(name, True)
+    return parts
+
+
+def method_name(method: Method | Sequence[Method]) -> str:
+    """The short name of a method instance, or of a composition ("imagepiece+tome").
+
+    Raises:
+        ValueError: a method whose class is not registered.
+    """
+    if isinstance(method, Method):
+        for key, cls in _METHODS.items():
+            if type(method) is cls:
+                return key
+        raise ValueError(f"{type(method).__name__} is not a registered method; rv.methods.registry.register it")
+    return "+".join(method_name(member) for member in method)
+
+
+def label(name: str) -> str:
+    """How a method or composition name is written for people: "imagepiece+tome" -> "ImagePiece + ToMe"."""
+    return " + ".join(_LABELS[part] for part in members(name))
