@@ -1,4 +1,6 @@
-"""rv.ToMe: parity, agreement with a plain reference, proportional attention through the fused kernel, refusals."""
+"""rv.ToMe: parity, the spatial-order variant against a plain reference, proportional attention through the fused
+kernel, refusals. The default (official) conventions are checked against their own reference in test_tome_official.py.
+"""
 from __future__ import annotations
 
 import math
@@ -23,9 +25,10 @@ def test_r_zero_gives_the_untouched_output_for_every_family(family):
     assert not torch.allclose(run(model, images), expected, atol=1e-3)
 
 
-def reference_tome(model, images, r):
-    """ToMe written out plainly from methods.md: explicit attention with log-size bias, and for each image a
-    Python loop that pairs A (even) with B (odd) tokens, takes the r most similar edges, and merges by size."""
+def reference_tome_spatial(model, images, r):
+    """ToMe(order="spatial") written out plainly: explicit attention with log-size bias, and for each image a
+    Python loop that pairs A (even) with B (odd) patch tokens, takes the r most similar edges, merges by size, and
+    leaves the tokens that stay in their order."""
     prefix = model.num_prefix_tokens
     x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
     sizes = torch.ones(x.shape[:2])
@@ -62,13 +65,13 @@ def reference_tome(model, images, r):
 
 @pytest.mark.parametrize("family", ["deit", "dinov2_registers", "qk_norm", "deit3_layerscale"])
 @pytest.mark.parametrize("r", [1, 3, 50])
-def test_agrees_with_the_reference_implementation(family, r):
+def test_the_spatial_order_agrees_with_its_reference(family, r):
     model = tiny_vit(family, depth=4, grid=6)
     images = images_for(model, batch=2)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected, sizes = reference_tome(model, images, r)
-        rv.apply(model, rv.ToMe(r=r))
+        expected, sizes = reference_tome_spatial(model, images, r)
+        rv.apply(model, rv.ToMe(r=r, order="spatial"))
         with rv.record(model) as trace:
             logits = model(images)
     assert torch.allclose(logits, expected, atol=1e-4), (logits - expected).abs().max()

@@ -1,22 +1,51 @@
 """ToMe: merge the r most similar token pairs in every block (bipartite soft matching).
 
-Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023 (arXiv 2210.09461). In every block, between the
-attention residual and the MLP:
+Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023 (arXiv 2210.09461), following the conventions of the
+authors' code (facebookresearch/ToMe, `tome/merge.py` and `tome/patch/timm.py`) wherever they change the outputs.
+In every block, between the attention residual and the MLP, over the T patch tokens present:
 
-1. Similarity: cosine similarity of the block's keys, averaged over heads.
-2. The patch tokens alternate, in their current order, into sets A (even positions) and B (odd positions).
-3. Each A token finds its most similar B token; the r best edges are merged, A into B (retokviz.merging).
-4. Merging is a size-weighted mean, and sizes add up; they travel with the forward pass.
-5. Proportional attention: every later attention adds log(size) to the logits towards each key, passed to timm's
-   attention as a float mask, so the fused kernel (PyTorch's scaled_dot_product_attention) stays in use.
+1. Metric: the block's attention keys averaged over heads, L2-normalised; similarity is their dot product (cosine).
+2. Split: the whole sequence alternates into sets A and B, prefix tokens included and first: the token at position
+   i is in A when i is even. With one class token (DeiT, ViT) the class token is the first A token, and among the
+   patch tokens A is positions 1, 3, 5, ... and B positions 0, 2, 4, ... Prefix tokens (class token, registers)
+   neither merge nor receive merges.
+3. Matching: each A patch token finds its most similar B token; these edges are ranked by similarity, most
+   similar first, and the first r are merged, A into B. Several A tokens may merge into one B token.
+4. Merging: size-weighted means, sum(s_i x_i) / sum(s_i), and the sizes s add up. Sizes are float32 and travel with
+   the forward pass.
+5. Order: the tokens leave as [prefix tokens, the unmerged A tokens in their order, all the B tokens in their
+   order]. This order decides the split, and so the pairing, of the next block. Without any prefix token (global
+   average pooling, no class token) the unmerged A tokens leave most similar first (by their best similarity), as
+   in the authors' code, which sorts them back into their order only when there is a class token to put first.
+   The provenance trace follows every order: each step's `Regroup.dest` says which new token carries each old one.
+6. Proportional attention: every later attention adds log(size) to the logits towards each key (the prefix tokens
+   have size 1), passed to timm's attention as a float mask, so the fused kernel
+   (PyTorch's scaled_dot_product_attention) stays in use.
+7. r: one int for every block, or one per block. At most half the patch tokens can merge in one block: a block
+   merges min(r, T // 2), as ToMe's min(r, (tokens - protected) // 2); a clipped r is said in a warning, once per
+   ToMe setting.
 
-At most half the patch tokens can merge in one block: a larger r is clipped, with one warning per ToMe setting.
-Prefix tokens (class token, registers) never merge.
+With these conventions `rv.ToMe(r)` gives the logits of the authors' code on the same timm DeiT to float round-off.
+Where retokviz departs from that code:
 
-Choices where the paper leaves room: the tokens that stay keep their order (ToMe's code moves the unmerged A tokens
-before the B tokens), so "alternating in the current order" stays close to spatial order block after block.
-With `protect` > 0 the tokens with the highest class attention take no part in the matching: this is how
-ImagePiece's importance protects the semantic tokens when the two are composed (`retokviz.methods.compose`).
+- `order="spatial"` is an option of retokviz's own, not the paper's: the patch tokens alone alternate (A is
+  patches 0, 2, 4, ..., the other way round from the default) and the tokens that stay keep their places (a merged
+  A token goes into its B token's place), so the token order stays close to the spatial order block after block.
+  It merges different pairs from the first block on, and so gives different outputs (on a random-weight DeiT-S,
+  logits differ by about 0.1 at r=13).
+- Every prefix token is protected: registers too (the authors' code protects the class token and the distillation
+  token only).
+- The keys are those attention used, after timm's q/k norm where a model has one; the authors' patch recomputes
+  attention without q/k norm and without LayerScale. DeiT and ViT have neither, and agree.
+- A per-block r needs exactly one value per block (the authors' code pads a short list with zeros and also takes an
+  (r, inflection) schedule).
+
+`protect` > 0 (a share of the patch tokens, needing a class token) is for composition with ImagePiece or EViT
+(`retokviz.methods.compose`): the ceil(protect * T) tokens with the highest class attention take no part in the
+matching. The others, the candidates, alternate in their current order as if they came straight after the prefix
+tokens (candidate j is in A when prefix + j is even: protect=0 is plain ToMe), and at most half of them merge. The
+protected tokens keep their places among the unmerged tokens, the way the class token does: they leave with the
+unmerged A tokens, in their order, before the B tokens.
 """
 from __future__ import annotations
 
@@ -32,6 +61,8 @@ from retokviz.merging import bipartite_matching, head_mean_keys, merge_tokens
 from retokviz.methods.base import Method, Reduced, Regroup, ceil_share, check_rate
 from retokviz.scoring import AttentionView
 
+ORDERS = ("official", "spatial")
+
 
 # The ToMe settings whose r was clipped already (warned once each, however often they are re-applied).
 _CLIPPED: set["ToMe"] = set()
@@ -46,10 +77,14 @@ class ToMe(Method):
             (its length must equal the model's depth). Clipped to half the patch tokens a block receives.
         protect: share of the patch tokens with the highest class attention that never merge, in [0, 1].
             0 is plain ToMe; > 0 needs a class token (ImagePiece's importance, see `compose`).
+        order: "official" (default): the A/B split and token order of the authors' code (A after the class token,
+            the unmerged A tokens then the B tokens). "spatial": the patch tokens alone alternate (A first) and the
+            tokens that stay keep their places; a departure from the authors' code (see the module docstring).
     """
 
     r: int | tuple[int, ...] = 8
     protect: float = 0.0
+    order: str = "official"
 
     def __post_init__(self) -> None:
         r = self.r
@@ -64,6 +99,8 @@ class ToMe(Method):
             _check_count(r, None)
             object.__setattr__(self, "r", int(r))
         object.__setattr__(self, "protect", check_rate("ToMe", "protect", self.protect, allow_zero=True))
+        if not isinstance(self.order, str) or self.order not in ORDERS:
+            raise ValueError(f"ToMe.order must be one of {ORDERS}, got {self.order!r}")
 
     @property
     def needs_class_token(self) -> bool:  # type: ignore[override]
@@ -108,7 +145,11 @@ class ToMe(Method):
             count = self.num_candidates(num_in)
             candidates = view.class_scores().topk(count, dim=1, largest=False).indices.sort(dim=1).values
         metric = head_mean_keys(view.patch_keys(), view.k.shape[1])            # [B, T, d]
-        match = bipartite_matching(metric, r, candidates)
+        if self.order == "official":  # ToMe's code sorts the unmerged A tokens back only with a class token
+            order = "b_last" if prefix else "b_last_by_similarity"
+            match = bipartite_matching(metric, r, candidates, offset=prefix, order=order)
+        else:
+            match = bipartite_matching(metric, r, candidates)
         merged, sizes = merge_tokens(patches, view.patch_sizes(), match.dest, match.num_out)
         out = torch.cat([x[:, :prefix], merged], dim=1)
         prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else sizes.new_ones(sizes.shape[0], prefix)
