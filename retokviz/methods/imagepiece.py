@@ -6,7 +6,8 @@ WordPiece grouping characters into meaningful units, at each reduction block ove
 1. Importance: the class attention a_i. The K = ceil(keep_rate * T) highest are semantic; the others are the
    non-semantic candidates (the bottom set).
 2. Re-tokenization: bipartite soft matching (ToMe's steps, `retokviz.merging`) among the candidates only, A/B
-   alternating in their spatial order; semantic tokens are never merged. Merging is size-weighted.
+   alternating in their current order (the spatial order, unless a ToMe in the same model reordered the
+   tokens before); semantic tokens are never merged. Merging is size-weighted.
 3. Re-evaluation: the tokens are scored again against the class query, a piece's key being the size-weighted mean
    of its members' keys plus the log-size bias of proportional attention. Steps 1-2 repeat on the pieces
    (`merge_rounds` times: the paper describes merging and re-scoring as repeated), then the K highest-scoring tokens are kept and the ones that stay
@@ -130,7 +131,7 @@ class ImagePiece(Method):
         num_keep = self.num_kept(num_in)
         keys, sizes, scores = view.patch_keys(), view.patch_sizes(), view.class_scores()   # [B,T,H*d] [B,T] [B,T]
 
-        # Step 1: the K semantic tokens stay as they are; only the bottom set (spatial order) is worked on.
+        # Step 1: the K semantic tokens stay as they are; only the bottom set (current order) is worked on.
         ranked = scores.argsort(dim=1, descending=True)
         semantic, bottom = ranked[:, :num_keep].sort(dim=1).values, ranked[:, num_keep:].sort(dim=1).values
         semantic_keys, semantic_sizes = _take(keys, semantic), sizes.gather(1, semantic)
@@ -162,7 +163,7 @@ class ImagePiece(Method):
         candidates_sizes = torch.cat([semantic_sizes, piece_sizes], dim=1)
         num_candidates = candidates_x.shape[1]
 
-        # The final discard: the K best of the semantic tokens and pieces stay, in spatial order (a piece sits
+        # The final discard: the K best of the semantic tokens and pieces stay, in the current order (a piece sits
         # where its first patch is).
         first = torch.full((batch, piece_sizes.shape[1]), num_in, device=x.device)
         first = first.scatter_reduce(1, piece_of, bottom, reduce="amin")

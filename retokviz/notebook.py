@@ -1,0 +1,63 @@
+"""The first cell of every tutorial notebook: the device, the versions, and whether this is a quick run.
+
+    settings = rv.notebook.setup()          # prints one line each; quick when CI or RETOKVIZ_QUICK=1 is set
+    n = settings.pick(quick=200, full=2000)
+
+Quick mode shrinks data, epochs and sweeps so that every notebook runs top to bottom in a minute or two on a 2-core
+CPU (the test suite runs them so); full mode trains and sweeps the full configurations, on a GPU where there is one.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from typing import TypeVar
+
+import timm
+import torch
+
+T = TypeVar("T")
+
+QUICK_VARIABLES = ("RETOKVIZ_QUICK", "CI")
+
+
+def quick_mode() -> bool:
+    """True when RETOKVIZ_QUICK or CI is set to anything but "", "0", "false" or "no"."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no") for name in QUICK_VARIABLES)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a notebook runs with.
+
+    Attributes:
+        quick: quick mode (less data, fewer epochs, smaller sweeps).
+        device: "cuda" where a GPU is present, else "cpu".
+    """
+
+    quick: bool
+    device: str
+
+    def pick(self, quick: T, full: T) -> T:
+        """`quick` in quick mode, else `full`."""
+        return quick if self.quick else full
+
+
+def describe_device(device: str) -> str:
+    """The device in words: the GPU's name, or the CPU with its thread count."""
+    if device.startswith("cuda"):
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def setup(verbose: bool = True) -> Settings:
+    """Decide the device and the mode, and print them with the versions (one line each)."""
+    import retokviz
+
+    settings = Settings(quick=quick_mode(), device="cuda" if torch.cuda.is_available() else "cpu")
+    if verbose:
+        mode = "quick (RETOKVIZ_QUICK or CI is set)" if settings.quick else "full"
+        print(f"device:   {describe_device(settings.device)}")
+        print(f"versions: retokviz {retokviz.__version__}, torch {torch.__version__}, timm {timm.__version__}")
+        print(f"mode:     {mode}")
+    return settings

@@ -1,0 +1,375 @@
+"""Views of a trace as plain RGB images ([H, W, 3] uint8), drawn with numpy from TraceArrays: no model, no
+matplotlib figure, a few milliseconds each, so an interactive view can redraw on every slider move.
+
+    arrays = extract(trace, images[0], mask=masks[0])
+    status_image(arrays, block=2)              # kept as is, merged per piece, fused magenta, dropped hatched
+    pieces_image(arrays, block=2)              # each piece in its own colour, outlined
+    attention_image(arrays, block=2)           # the class attention that decided the reduction, over the image
+    removed_image(arrays, block=3)             # what was let go of so far: background or object (needs a mask)
+    lineage_image(arrays, block=3, patch=(2, 5))
+    view_image(arrays, "status", block=2, patch=(2, 5))    # by name, VIEWS; `patch` marks a patch's token
+
+Colours and looks come from retokviz.views.palette. Where the arrays hold a mask, the object is outlined
+(pass outline=False to leave it out).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from retokviz.provenance import Status
+from retokviz.views import palette
+from retokviz.views.extract import TraceArrays, check_block, patch_position, to_uint8
+
+VIEWS: tuple[str, ...] = ("status", "pieces", "attention", "removed")
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+# --- small helpers -----------------------------------------------------------------------------------------
+
+def upsample(arrays: TraceArrays, values: np.ndarray) -> np.ndarray:
+    """[rows, cols, ...] per-patch values -> [H, W, ...], each patch's value over its pixels."""
+    height, width = arrays.patch_size
+    return np.repeat(np.repeat(values, height, axis=0), width, axis=1)
+
+
+def luminance(picture: np.ndarray) -> np.ndarray:
+    """[H, W, 3] in 0..1 -> [H, W] float32 luminance (Rec. 601)."""
+    return picture @ _LUMA
+
+
+def greyed(picture: np.ndarray) -> np.ndarray:
+    """[H, W, 3] -> [H, W, 3], the picture in grey."""
+    return np.repeat(luminance(picture)[..., None], 3, axis=2)
+
+
+def _mix(base: np.ndarray, where: np.ndarray, colour, alpha: float | np.ndarray) -> None:
+    """In place: base[where] = base[where] * (1 - alpha) + colour * alpha. colour: (3,) or [H, W, 3]."""
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim == 3:
+        colour = colour[where]
+    base[where] = base[where] * (1.0 - alpha) + colour * alpha
+
+
+def hatch(height: int, width: int) -> np.ndarray:
+    """[H, W] bool, the diagonal stripes of a dropped patch (continuous across patches)."""
+    rows, cols = np.ogrid[:height, :width]
+    return (rows + cols) % palette.HATCH_PERIOD < palette.HATCH_WIDTH
+
+
+def draw_dropped(out: np.ndarray, arrays: TraceArrays, dropped: np.ndarray) -> None:
+    """In place: the patches dropped ([rows, cols] bool) greyed, pulled towards mid grey and hatched.
+
+    Each dropped patch gets light stripes if its grey is dark and dark stripes if it is light, so that it
+    differs from the image on black and on white patches alike.
+    """
+    if not dropped.any():
+        return
+    where = upsample(arrays, dropped)
+    grey = luminance(arrays.picture)
+    pulled = grey * (1.0 - palette.DROPPED_PULL) + palette.DROPPED_LEVEL * palette.DROPPED_PULL
+    rows, cols = arrays.grid
+    height, width = arrays.patch_size
+    patch_grey = grey.reshape(rows, height, cols, width).mean(axis=(1, 3))
+    stripe = upsample(arrays, np.where(patch_grey < 0.5, palette.HATCH_LIGHT, palette.HATCH_DARK).astype(np.float32))
+    value = np.where(hatch(*grey.shape), stripe, pulled)
+    out[where] = value[where][:, None]
+
+
+def piece_ranks(pieces: np.ndarray) -> np.ndarray:
+    """[rows, cols] piece ids (-1: none) -> [rows, cols] each piece's rank by first appearance row by row (-1: none)."""
+    flat = pieces.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids >= 0
+    ids, first = ids[keep], first[keep]
+    order = ids[np.argsort(first)]
+    lookup = {int(piece): rank for rank, piece in enumerate(order)}
+    return np.array([lookup.get(int(piece), -1) for piece in flat], dtype=np.int32).reshape(pieces.shape)
+
+
+def piece_colours(pieces: np.ndarray) -> np.ndarray:
+    """[rows, cols] piece ids -> [rows, cols, 3] float32, each piece's palette colour (unused where -1)."""
+    ranks = piece_ranks(pieces)
+    table = np.array(palette.PIECE_COLOURS, dtype=np.float32)
+    return table[np.maximum(ranks, 0) % len(table)]
+
+
+def group_edges(groups: np.ndarray, width: int) -> np.ndarray:
+    """[H, W] int labels -> [H, W] bool, the pixels within `width` pixels inside a label region's border."""
+    edge = np.zeros(groups.shape, dtype=bool)
+    for shift in range(1, width + 1):
+        edge[shift:] |= groups[shift:] != groups[:-shift]
+        edge[:-shift] |= groups[:-shift] != groups[shift:]
+        edge[:, shift:] |= groups[:, shift:] != groups[:, :-shift]
+        edge[:, :-shift] |= groups[:, :-shift] != groups[:, shift:]
+        edge[:shift] = edge[-shift:] = True
+        edge[:, :shift] = edge[:, -shift:] = True
+    return edge
+
+
+def draw_pieces(out: np.ndarray, arrays: TraceArrays, block: int, alpha: float, fill: str = "colour") -> None:
+    """In place: each merged piece tinted with its colour (or filled with its mean colour) and outlined."""
+    pieces = arrays.pieces[block]
+    merged = pieces >= 0
+    if not merged.any():
+        return
+    where = upsample(arrays, merged)
+    colours = upsample(arrays, piece_colours(pieces))
+    if fill == "mean":
+        _fill_mean(out, arrays, upsample(arrays, pieces), where)
+    elif fill == "colour":
+        _mix(out, where, colours, alpha)
+    else:
+        raise ValueError(f"fill must be 'colour' or 'mean', got {fill!r}")
+    owners = upsample(arrays, arrays.owner[block])
+    edge = group_edges(owners, palette.PIECE_OUTLINE_WIDTH) & where
+    out[edge] = colours[edge] * palette.PIECE_OUTLINE_SHADE
+
+
+def _fill_mean(out: np.ndarray, arrays: TraceArrays, pixel_pieces: np.ndarray, where: np.ndarray) -> None:
+    """In place: every merged pixel takes the mean colour of its piece's pixels in the picture."""
+    ids = pixel_pieces[where]
+    _, inverse = np.unique(ids, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse).astype(np.float32)
+    means = np.stack([np.bincount(inverse, weights=arrays.picture[where][:, c]) for c in range(3)], axis=1)
+    out[where] = (means / counts[:, None])[inverse]
+
+
+def draw_outline(out: np.ndarray, mask: np.ndarray | None) -> None:
+    """In place: the object's outline, a bright line on its border pixels with a dark line just outside."""
+    if mask is None:
+        return
+    inner = mask & _near_boundary(mask, 2)
+    outer = ~mask & _near_boundary(mask, 1)
+    out[outer] = palette.hex_to_rgb(palette.OUTLINE_SHADOW_HEX)
+    out[inner] = palette.hex_to_rgb(palette.OUTLINE_HEX)
+
+
+def _near_boundary(mask: np.ndarray, width: int) -> np.ndarray:
+    """[H, W] bool, the pixels within `width` pixels (4-neighbourhood steps along one axis) of a mask change."""
+    near = np.zeros(mask.shape, dtype=bool)
+    for shift in range(1, width + 1):
+        near[shift:] |= mask[shift:] != mask[:-shift]
+        near[:-shift] |= mask[:-shift] != mask[shift:]
+        near[:, shift:] |= mask[:, shift:] != mask[:, :-shift]
+        near[:, :-shift] |= mask[:, :-shift] != mask[:, shift:]
+    return near
+
+
+def _finish(out: np.ndarray, arrays: TraceArrays, outline: bool) -> np.ndarray:
+    if outline:
+        draw_outline(out, arrays.mask)
+    return to_uint8(out)
+
+
+# --- the views ---------------------------------------------------------------------------------------------
+
+def picture_image(arrays: TraceArrays, outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: the picture as the model saw it, the object outlined where a mask is given."""
+    return _finish(arrays.picture.copy(), arrays, outline)
+
+
+def status_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: the picture with each patch drawn by its status leaving `block`.
+
+    Kept: the picture as it is. Merged: tinted with its piece's colour, pieces outlined. Fused: greyed under
+    magenta. Dropped: greyed, pulled to mid grey and hatched.
+    """
+    block = check_block(arrays, block)
+    status = arrays.status[block]
+    out = arrays.picture.copy()
+    draw_pieces(out, arrays, block, palette.MERGED_ALPHA)
+    fused = upsample(arrays, status == Status.FUSED)
+    out[fused] = greyed(arrays.picture)[fused]
+    _mix(out, fused, palette.hex_to_rgb(palette.FUSED_HEX), palette.FUSED_ALPHA)
+    draw_dropped(out, arrays, status == Status.DROPPED)
+    return _finish(out, arrays, outline)
+
+
+def pieces_image(arrays: TraceArrays, block: int, fill: str = "colour", outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: the merged pieces leaving `block`, each in its own colour and outlined; the other patches
+    greyed (fused: magenta, dropped: hatched).
+
+    Args:
+        fill: "colour": each piece tinted strongly with its palette colour; "mean": each piece filled with the
+            mean colour of its pixels (what merging averages), told apart by its coloured outline.
+    """
+    block = check_block(arrays, block)
+    status = arrays.status[block]
+    out = greyed(arrays.picture) * 0.6 + 0.4 * 0.75
+    merged = upsample(arrays, status == Status.MERGED)
+    out[merged] = arrays.picture[merged]
+    draw_pieces(out, arrays, block, alpha=0.78, fill=fill)
+    fused = upsample(arrays, status == Status.FUSED)
+    _mix(out, fused, palette.hex_to_rgb(palette.FUSED_HEX), palette.FUSED_ALPHA)
+    draw_dropped(out, arrays, status == Status.DROPPED)
+    return _finish(out, arrays, outline)
+
+
+def attention_source(arrays: TraceArrays, block: int) -> int | None:
+    """The block whose class attention `attention_image(arrays, block)` shows: the last scored block at or
+    before `block`, or None if no block up to `block` recorded one.
+
+    Raises:
+        ValueError: the trace has no class attention at all (no reduction, or a model without a class token).
+    """
+    block = check_block(arrays, block)
+    scored = arrays.scored_blocks
+    if not scored:
+        raise ValueError(f"this trace ({arrays.method}) has no class-attention scores: they are recorded where a "
+                         "method that ranks by class attention (EViT, ImagePiece) reduces; apply "
+                         "EViT(keep_rate=1.0) to record them without reducing anything")
+    earlier = [index for index in scored if index <= block]
+    return earlier[-1] if earlier else None
+
+
+def attention_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: the class attention that decided the last reduction up to `block`, as a translucent
+    heat map (palette.HEAT_CMAP, scaled from the block's lowest to its highest score) over the greyed picture;
+    the higher the score, the more opaque the heat (palette.HEAT_ALPHA), so the image stays readable.
+
+    Patches with no score there (dropped earlier) are hatched; before the first scored block the picture is
+    shown greyed, without heat (see attention_source).
+
+    Raises:
+        ValueError: the trace has no class-attention scores.
+    """
+    source = attention_source(arrays, block)
+    out = greyed(arrays.picture)
+    if source is None:
+        return _finish(out, arrays, outline)
+    scores = arrays.scores[source]
+    valid = ~np.isnan(scores)
+    low, high = float(scores[valid].min()), float(scores[valid].max())
+    scaled = np.where(valid, (scores - low) / (high - low) if high > low else 0.5, 0.0)
+    heat = palette.heat_lut()[np.round(scaled * 255).astype(np.int64)]
+    where = upsample(arrays, valid)
+    alpha = palette.HEAT_ALPHA[0] + (palette.HEAT_ALPHA[1] - palette.HEAT_ALPHA[0]) * scaled
+    _mix(out, where, upsample(arrays, heat), upsample(arrays, alpha)[where][:, None])
+    draw_dropped(out, arrays, ~valid)
+    return _finish(out, arrays, outline)
+
+
+def let_go_statuses(arrays: TraceArrays) -> tuple[Status, ...]:
+    """The statuses that count as "let go of": dropped or fused, or for ToMe alone (which discards nothing) merged,
+    as rv.metrics.background_removed counts them."""
+    members = [member.strip() for member in arrays.method.split(" + ")]
+    if members and all(member.startswith("ToMe(") for member in members):
+        return (Status.MERGED,)
+    return (Status.DROPPED, Status.FUSED)
+
+
+def removed_patches(arrays: TraceArrays, block: int) -> np.ndarray:
+    """[rows, cols] bool: the patches let go of at any block up to `block` (see let_go_statuses)."""
+    block = check_block(arrays, block)
+    statuses = np.array([int(status) for status in let_go_statuses(arrays)])
+    return np.isin(arrays.status[: block + 1], statuses).any(axis=0)
+
+
+def object_patches(arrays: TraceArrays) -> np.ndarray:
+    """[rows, cols] bool: the patches with any object pixel.
+
+    Raises:
+        ValueError: the arrays hold no mask.
+    """
+    if arrays.mask is None:
+        raise ValueError("this view needs the object's mask: pass mask= to extract (e.g. masks[i] from "
+                         "rv.data.make_clutter)")
+    rows, cols = arrays.grid
+    height, width = arrays.patch_size
+    return arrays.mask.reshape(rows, height, cols, width).any(axis=(1, 3))
+
+
+def removed_counts(arrays: TraceArrays, block: int) -> dict[str, float]:
+    """What was let go of up to `block`, against the mask.
+
+    Returns:
+        {"removed": patches let go of, "background": of those, the ones touching no object pixel,
+        "share": background / removed (NaN if none was), "random": the background share of all patches, what a
+        random choice would give}.
+    """
+    removed = removed_patches(arrays, block)
+    background = ~object_patches(arrays)
+    count = int(removed.sum())
+    return {"removed": count, "background": int((removed & background).sum()),
+            "share": float((removed & background).sum() / count) if count else float("nan"),
+            "random": float(background.mean())}
+
+
+def removed_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: each patch let go of up to `block` tinted by whether it touches the object (vermilion) or
+    is background (blue), over the greyed picture; the other patches as they are.
+
+    Raises:
+        ValueError: the arrays hold no mask.
+    """
+    on_object = object_patches(arrays)
+    removed = removed_patches(arrays, block)
+    out = arrays.picture.copy()
+    grey = greyed(arrays.picture)
+    for where, colour in ((removed & ~on_object, palette.REMOVED_BACKGROUND_HEX),
+                          (removed & on_object, palette.REMOVED_OBJECT_HEX)):
+        pixels = upsample(arrays, where)
+        out[pixels] = grey[pixels]
+        _mix(out, pixels, palette.hex_to_rgb(colour), palette.REMOVED_ALPHA)
+    return _finish(out, arrays, outline)
+
+
+def mark_patch(out: np.ndarray, arrays: TraceArrays, block: int, patch: int | tuple[int, int]) -> None:
+    """In place on a float [H, W, 3] image: outline the patches carried by the same token as `patch` leaving
+    `block`, and frame `patch` itself."""
+    row, col = patch_position(arrays, patch)
+    token = arrays.owner[block, row, col]
+    if token >= 0:
+        group = upsample(arrays, (arrays.owner[block] == token).astype(np.int8))
+        edge = group_edges(group, 2) & (group == 1)
+        out[edge] = palette.hex_to_rgb(palette.LINEAGE_HEX)
+    alone = np.zeros(arrays.grid, dtype=np.int8)
+    alone[row, col] = 1
+    cell = upsample(arrays, alone)
+    frame = group_edges(cell, 2) & (cell == 1)
+    out[frame] = palette.hex_to_rgb(palette.LINEAGE_PATCH_HEX)
+
+
+def lineage_image(arrays: TraceArrays, block: int, patch: int | tuple[int, int], outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: where `patch` is leaving `block`. The patches carried by its token as they are and
+    outlined (cyan), the patch framed (red), the rest dimmed; a dropped patch is hatched.
+
+    Args:
+        patch: a flat index (row * cols + col) or a (row, col) pair.
+    """
+    block = check_block(arrays, block)
+    row, col = patch_position(arrays, patch)
+    token = arrays.owner[block, row, col]
+    shares = arrays.owner[block] == token if token >= 0 else np.zeros(arrays.grid, dtype=bool)
+    out = greyed(arrays.picture) * palette.LINEAGE_DIM
+    pixels = upsample(arrays, shares)
+    out[pixels] = arrays.picture[pixels]
+    if token < 0:
+        alone = np.zeros(arrays.grid, dtype=bool)
+        alone[row, col] = True
+        draw_dropped(out, arrays, alone)
+    mark_patch(out, arrays, block, (row, col))
+    return _finish(out, arrays, outline)
+
+
+_DRAW = {"status": status_image, "pieces": pieces_image, "attention": attention_image, "removed": removed_image}
+
+
+def view_image(arrays: TraceArrays, view: str, block: int, patch: int | tuple[int, int] | None = None,
+               outline: bool = True) -> np.ndarray:
+    """[H, W, 3] uint8: the view named `view` (one of VIEWS) leaving `block`; with `patch`, the patches its token
+    carries outlined and the patch framed on top.
+
+    Raises:
+        ValueError: an unknown view (the message lists VIEWS), or what the view itself raises.
+    """
+    if view not in _DRAW:
+        raise ValueError(f"unknown view {view!r}; the views are {', '.join(VIEWS)}")
+    image = _DRAW[view](arrays, block, outline=outline)
+    if patch is None:
+        return image
+    out = image.astype(np.float32) / 255.0
+    mark_patch(out, arrays, check_block(arrays, block), patch)
+    return to_uint8(out)

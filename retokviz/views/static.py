@@ -1,0 +1,336 @@
+"""Static figures of traces and of the robustness measurements, as matplotlib figures: they show themselves in
+Jupyter (retokviz.render.Figure) and save as PNG or SVG with `figure.savefig("name.svg")`. No pyplot, no global
+matplotlib state is touched.
+
+    arrays = extract(trace, images[0], mask=masks[0])
+    plot_status(arrays)                         # one panel per reduction block, with the legend
+    plot_pieces(arrays)                         # the pieces forming, block by block
+    plot_attention(arrays)                      # the class attention behind the first reduction
+    plot_lineage(arrays, patch=(2, 5))          # where one patch went
+    plot_removed(arrays)                        # what was let go of: background or object
+    plot_tokens([evit_arrays, tome_arrays])     # tokens per block, several methods on one axis
+    plot_methods([evit_arrays, tome_arrays])    # methods side by side at one token budget
+
+    from retokviz import robustness
+    plot_background_removed(robustness.background_by_keep_rate(model, images, masks))
+    plot_masking_effect(robustness.masking_effect(model, images, labels, masks, counts=(1, 2, 4)))
+    plot_masked_accuracy(robustness.masked_accuracy(model, methods, images, labels, counts=(0, 4, 8)))
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.patches import Patch as LegendPatch
+
+from retokviz.provenance import Status
+from retokviz.render import Figure, method_colour
+from retokviz.views import palette, raster
+from retokviz.views.extract import TraceArrays, check_block, patch_position
+
+PANEL = 2.4          # inches per image panel
+TITLE_SIZE = 8
+
+
+def _blocks(arrays: TraceArrays, blocks: Sequence[int] | None) -> list[int]:
+    """The blocks to draw, checked: `blocks`, or the reduction blocks (every block if none reduced)."""
+    if blocks is None:
+        blocks = arrays.reduction_blocks or range(arrays.num_blocks)
+    blocks = [check_block(arrays, block) for block in blocks]
+    if not blocks:
+        raise ValueError("blocks is empty; give at least one block index")
+    return blocks
+
+
+def _panels(count: int, extra_height: float = 0.5) -> tuple[Figure, list]:
+    """A figure with `count` image panels in a row, axes off."""
+    figure = Figure(figsize=(PANEL * count, PANEL + extra_height))
+    axes = list(figure.subplots(1, count, squeeze=False)[0])
+    for ax in axes:
+        ax.set_axis_off()
+    return figure, axes
+
+
+def _legend(figure: Figure, view: str, ncol: int = 5) -> None:
+    """The palette's legend of `view` along the figure's bottom, in at most `ncol` columns."""
+    handles = [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
+               for label, colour, hatched in palette.legend(view)]
+    figure.legend(handles=handles, loc="lower center", ncol=max(1, min(len(handles), ncol)), fontsize=7,
+                  frameon=False)
+
+
+def _layout(figure: Figure, bottom: float = 0.14) -> None:
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=bottom, wspace=0.04)
+
+
+def _short(method: str) -> str:
+    """"EViT(keep_rate=0.7) + ToMe(r=8)" -> "EViT+ToMe", for retokviz.render.method_colour."""
+    return "+".join(member.split("(")[0] for member in method.split(" + "))
+
+
+def plot_view(arrays: TraceArrays, view: str = "status", blocks: Sequence[int] | None = None,
+              patch: int | tuple[int, int] | None = None) -> Figure:
+    """One panel per block of a raster view (one of retokviz.views.raster.VIEWS), titled with the token count.
+
+    Args:
+        blocks: the blocks to show; None means the reduction blocks.
+        patch: a patch whose token is outlined in every panel, or None.
+    """
+    blocks = _blocks(arrays, blocks)
+    figure, axes = _panels(len(blocks))
+    for ax, block in zip(axes, blocks):
+        ax.imshow(raster.view_image(arrays, view, block, patch), interpolation="nearest")
+        ax.set_title(f"after block {block}: {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
+    figure.suptitle(arrays.method, fontsize=TITLE_SIZE + 1)
+    _legend(figure, view)
+    _layout(figure)
+    return figure
+
+
+def plot_status(arrays: TraceArrays, blocks: Sequence[int] | None = None) -> Figure:
+    """The status of every patch leaving each block: kept as is, merged per piece, fused magenta, dropped hatched."""
+    return plot_view(arrays, "status", blocks)
+
+
+def plot_pieces(arrays: TraceArrays, blocks: Sequence[int] | None = None, fill: str = "colour") -> Figure:
+    """The merged pieces leaving each block (default: the reduction blocks), one colour and outline per piece,
+    titled with the number of pieces: ImagePiece's pieces forming, block by block.
+
+    Args:
+        fill: "colour" (each piece tinted with its own colour) or "mean" (filled with its pixels' mean colour).
+    """
+    blocks = _blocks(arrays, blocks)
+    figure, axes = _panels(len(blocks))
+    for ax, block in zip(axes, blocks):
+        pieces = arrays.pieces[block]
+        count = len(np.unique(pieces[pieces >= 0]))
+        ax.imshow(raster.pieces_image(arrays, block, fill=fill), interpolation="nearest")
+        ax.set_title(f"after block {block}: {count} pieces, {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
+    figure.suptitle(f"{arrays.method}: pieces", fontsize=TITLE_SIZE + 1)
+    _legend(figure, "pieces")
+    _layout(figure, bottom=0.2)
+    return figure
+
+
+def plot_attention(arrays: TraceArrays, block: int | None = None) -> Figure:
+    """Two panels: the picture (the object outlined where a mask is given), and the class attention that
+    decided a reduction, translucent over the greyed picture, with its colour bar.
+
+    Args:
+        block: a block with class-attention scores; None means the first one.
+
+    Raises:
+        ValueError: no scores in the trace, or `block` has none (the message lists the scored blocks).
+    """
+    scored = arrays.scored_blocks
+    if block is None:
+        raster.attention_source(arrays, 0)           # raises the clear error where there are no scores at all
+        block = scored[0]
+    block = check_block(arrays, block)
+    if block not in scored:
+        raise ValueError(f"block {block} has no class-attention scores; the scored blocks are {list(scored)}")
+    figure = Figure(figsize=(2 * PANEL + 0.6, PANEL + 0.5))
+    left, right = figure.subplots(1, 2)
+    left.imshow(raster.picture_image(arrays))
+    left.set_title("the image" + (" (object outlined)" if arrays.mask is not None else ""), fontsize=TITLE_SIZE)
+    right.imshow(raster.attention_image(arrays, block), interpolation="nearest")
+    right.set_title(f"class attention at block {block}", fontsize=TITLE_SIZE)
+    scores = arrays.scores[block]
+    valid = scores[~np.isnan(scores)]
+    mappable = ScalarMappable(Normalize(float(valid.min()), float(valid.max())), palette.HEAT_CMAP)
+    bar = figure.colorbar(mappable, ax=right, fraction=0.046, pad=0.02)
+    bar.ax.tick_params(labelsize=6)
+    bar.set_label("class attention (more opaque: higher)", fontsize=6)
+    for ax in (left, right):
+        ax.set_axis_off()
+    figure.suptitle(arrays.method, fontsize=TITLE_SIZE + 1)
+    figure.subplots_adjust(left=0.01, right=0.9, top=0.82, bottom=0.03, wspace=0.05)
+    return figure
+
+
+def plot_lineage(arrays: TraceArrays, patch: int | tuple[int, int], blocks: Sequence[int] | None = None) -> Figure:
+    """Where one patch went: one panel per block (default: every block), the patches its token carries outlined.
+
+    Args:
+        patch: a flat index (row * cols + col) or a (row, col) pair.
+    """
+    row, col = patch_position(arrays, patch)
+    blocks = list(range(arrays.num_blocks)) if blocks is None else _blocks(arrays, blocks)
+    figure, axes = _panels(len(blocks))
+    for ax, block in zip(axes, blocks):
+        ax.imshow(raster.lineage_image(arrays, block, (row, col)), interpolation="nearest")
+        token = int(arrays.owner[block, row, col])
+        status = Status(int(arrays.status[block, row, col])).name.lower()
+        title = f"block {block}: {status}"
+        if token >= 0:
+            carried = int((arrays.owner[block] == token).sum())
+            title += f", token {token} ({carried} patch{'es' if carried > 1 else ''})"
+        ax.set_title(title, fontsize=TITLE_SIZE)
+    figure.suptitle(f"{arrays.method}: patch (row {row}, col {col})", fontsize=TITLE_SIZE + 1)
+    _legend(figure, "lineage")
+    _layout(figure)
+    return figure
+
+
+def plot_removed(arrays: TraceArrays, block: int | None = None) -> Figure:
+    """The patches let go of up to `block` (default: the last block), coloured by whether they touch the object,
+    with the background share against a random choice of as many patches in the title.
+
+    Raises:
+        ValueError: the arrays hold no mask.
+    """
+    block = arrays.num_blocks - 1 if block is None else check_block(arrays, block)
+    counts = raster.removed_counts(arrays, block)
+    figure, (ax,) = _panels(1, extra_height=1.3)
+    ax.imshow(raster.removed_image(arrays, block), interpolation="nearest")
+    ax.set_title(f"{arrays.method}\nup to block {block}: {counts['removed']} of {arrays.num_patches} let go of,\n"
+                 f"{100 * counts['share']:.0f} % background (random: {100 * counts['random']:.0f} %)",
+                 fontsize=TITLE_SIZE - 1)
+    _legend(figure, "removed", ncol=1)
+    figure.subplots_adjust(left=0.02, right=0.98, top=0.75, bottom=0.22)
+    return figure
+
+
+def _token_series(items) -> list[tuple[str, np.ndarray]]:
+    """TraceArrays, a sequence of them or of counts, or {label: arrays or counts} -> [(label, counts [L])]."""
+    if isinstance(items, TraceArrays):
+        items = [items]
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = [(item.method if isinstance(item, TraceArrays) else f"series {index}", item)
+                 for index, item in enumerate(items)]
+    series = []
+    for label, item in pairs:
+        counts = item.num_tokens if isinstance(item, TraceArrays) else np.asarray(item)
+        if counts.ndim != 1 or counts.size == 0:
+            raise ValueError(f"token counts for {label!r} must be a non-empty [L] sequence, got shape {counts.shape}")
+        series.append((str(label), counts))
+    if not series:
+        raise ValueError("nothing to plot: give TraceArrays, token counts, or a {label: either} mapping")
+    return series
+
+
+def token_series(items) -> list[tuple[str, np.ndarray]]:
+    """The (label, [L] patch tokens leaving each block) pairs plot_tokens and the plotly chart draw.
+
+    Args:
+        items: TraceArrays, a sequence of TraceArrays or of token counts, or {label: TraceArrays or counts}.
+    """
+    return _token_series(items)
+
+
+def plot_tokens(items, title: str = "patch tokens leaving each block") -> Figure:
+    """Patch tokens leaving each block, a line per method, all on one axis.
+
+    Args:
+        items: TraceArrays, a sequence of TraceArrays or of token counts, or {label: TraceArrays or counts}.
+    """
+    figure = Figure(figsize=(4.8, 3.0))
+    ax = figure.subplots()
+    for order, (label, counts) in enumerate(_token_series(items)):
+        ax.plot(np.arange(len(counts)), counts, marker="o", markersize=3, label=label,
+                color=method_colour(_short(label), order))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("block")
+    ax.set_ylabel("patch tokens")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=TITLE_SIZE + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_methods(items: Sequence[TraceArrays] | Mapping[str, TraceArrays], view: str = "status",
+                 block: int | None = None) -> Figure:
+    """Methods side by side (e.g. at one token budget): one panel each, leaving `block` (default: the last).
+
+    Args:
+        items: TraceArrays of the same image under several methods, or {label: TraceArrays}.
+        view: one of retokviz.views.raster.VIEWS.
+    """
+    pairs = list(items.items()) if isinstance(items, Mapping) else [(item.method, item) for item in items]
+    if not pairs:
+        raise ValueError("give at least one TraceArrays to compare")
+    figure, axes = _panels(len(pairs), extra_height=0.7)
+    for ax, (label, arrays) in zip(axes, pairs):
+        shown = arrays.num_blocks - 1 if block is None else check_block(arrays, block)
+        ax.imshow(raster.view_image(arrays, view, shown), interpolation="nearest")
+        ax.set_title(f"{label}\nafter block {shown}: {arrays.num_tokens[shown]} tokens", fontsize=TITLE_SIZE - 1)
+    _legend(figure, view)
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.16, wspace=0.04)
+    return figure
+
+
+# --- robustness -------------------------------------------------------------------------------------------
+
+def plot_background_removed(results: Sequence) -> Figure:
+    """The background share of the patches let go of, against the keep rate, with a random choice's share.
+
+    Args:
+        results: retokviz.robustness.background_by_keep_rate's list (keep_rate, removed, background, random).
+    """
+    if not results:
+        raise ValueError("results is empty: give background_by_keep_rate's list")
+    rates = [r.keep_rate for r in results]
+    figure = Figure(figsize=(4.4, 3.0))
+    ax = figure.subplots()
+    ax.plot(rates, [100 * r.background for r in results], marker="o", label="let go of by the method")
+    ax.plot(rates, [100 * r.random for r in results], linestyle="--", color="0.4", label="a random choice")
+    for r in results:
+        ax.annotate(f"{100 * r.removed:.0f} %", (r.keep_rate, 100 * r.background), fontsize=6,
+                    textcoords="offset points", xytext=(0, 5), ha="center")
+    ax.set_xlabel("keep rate")
+    ax.set_ylabel("background share (%)")
+    ax.set_title(f"{_short(results[0].method)}: background among the patches let go of\n"
+                 "(labels: share of all patches let go of)", fontsize=TITLE_SIZE)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_masking_effect(effect) -> Figure:
+    """Accuracy against the number of patches masked on the object and on the background.
+
+    Args:
+        effect: retokviz.robustness.masking_effect's result.
+    """
+    figure = Figure(figsize=(4.4, 3.0))
+    ax = figure.subplots()
+    ax.plot(effect.counts, [100 * a for a in effect.object], marker="o", color=palette.REMOVED_OBJECT_HEX,
+            label="masked on the object")
+    ax.plot(effect.counts, [100 * a for a in effect.background], marker="s", color=palette.REMOVED_BACKGROUND_HEX,
+            label="masked on the background")
+    ax.axhline(100 * effect.baseline, color="0.4", linestyle="--", linewidth=1, label="nothing masked")
+    ax.set_xlabel("patches masked per image")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{effect.method}: masking the object against the background\n({effect.images} images)",
+                 fontsize=TITLE_SIZE)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_masked_accuracy(result) -> Figure:
+    """Accuracy against the number of randomly masked patches, one line per method.
+
+    Args:
+        result: retokviz.robustness.masked_accuracy's result.
+    """
+    figure = Figure(figsize=(4.4, 3.0))
+    ax = figure.subplots()
+    for order, (label, accuracy) in enumerate(result.accuracy.items()):
+        ax.plot(result.counts, [100 * a for a in accuracy], marker="o", label=label,
+                color=method_colour(_short(label), order))
+    ax.set_xlabel(f"patches masked per image ({result.where})")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"accuracy under random masking ({result.images} images)", fontsize=TITLE_SIZE)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure

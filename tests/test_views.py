@@ -1,0 +1,365 @@
+"""The views layer: extracting a trace into arrays, the palette, raster views, static figures and plotly charts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import retokviz as rv
+from retokviz.provenance import LayerRecord, Status, Trace
+from retokviz.views import charts, palette, raster, static
+from retokviz.views.extract import TraceArrays, describe_method, extract, lineage, to_uint8
+from conftest import tiny_vit
+
+K, M, F, D = (int(s) for s in (Status.KEPT, Status.MERGED, Status.FUSED, Status.DROPPED))
+PATCH = 8                     # pixels per patch side in the hand-made traces
+GRID = (2, 3)                 # 6 patches: 0 1 2 / 3 4 5
+
+
+def layer(owner, status, num_tokens, scores=None):
+    """A LayerRecord of a batch of two images: `owner` and `status` for image 0; image 1 keeps its first
+    `num_tokens` patches and drops the others."""
+    owner = torch.tensor([owner, list(range(num_tokens)) + [-1] * (6 - num_tokens)])
+    status = torch.tensor([status, [K] * num_tokens + [D] * (6 - num_tokens)])
+    if scores is not None:
+        scores = torch.tensor([scores, [0.1] * 6], dtype=torch.float32)
+    return LayerRecord(num_tokens, owner, status, scores)
+
+
+def hand_trace(method=rv.EViT(keep_rate=0.5)) -> Trace:
+    """Block 0 keeps all; block 1: 0, 1 kept, 2 + 3 merged, 4 fused, 5 dropped; block 2: 0 + 1 and 2 + 3 merged
+    (two pieces), 4 and 5 dropped."""
+    nan = float("nan")
+    return Trace(
+        layers=[
+            layer([0, 1, 2, 3, 4, 5], [K] * 6, 6),
+            layer([0, 1, 2, 2, 3, -1], [K, K, M, M, F, D], 4, scores=[0.5, 0.3, 0.1, 0.05, 0.02, 0.03]),
+            layer([0, 0, 1, 1, -1, -1], [M, M, M, M, D, D], 2, scores=[0.4, 0.3, 0.2, 0.2, 0.1, nan]),
+        ],
+        method=method, num_prefix_tokens=1, grid_size=GRID)
+
+
+def hand_picture(seed: int = 0) -> np.ndarray:
+    """[16, 24, 3] float32, random colours."""
+    return np.random.default_rng(seed).random((GRID[0] * PATCH, GRID[1] * PATCH, 3)).astype(np.float32)
+
+
+def patch_pixels(image: np.ndarray, index: int) -> np.ndarray:
+    """[PATCH, PATCH, 3] the pixels of patch `index` of a [16, 24, 3] image."""
+    row, col = divmod(index, GRID[1])
+    return image[row * PATCH:(row + 1) * PATCH, col * PATCH:(col + 1) * PATCH]
+
+
+@pytest.fixture
+def arrays() -> TraceArrays:
+    return extract(hand_trace(), hand_picture())
+
+
+# --- extraction ---------------------------------------------------------------------------------------------
+
+def test_extract_gives_the_hand_made_arrays(arrays):
+    assert arrays.grid == GRID and arrays.picture.shape == (16, 24, 3) and arrays.picture.dtype == np.float32
+    assert arrays.status.dtype == np.int8 and arrays.owner.dtype == np.int32 and arrays.pieces.dtype == np.int32
+    assert arrays.status.shape == arrays.owner.shape == arrays.pieces.shape == arrays.scores.shape == (3, 2, 3)
+    np.testing.assert_array_equal(arrays.status[1].ravel(), [K, K, M, M, F, D])
+    np.testing.assert_array_equal(arrays.owner[2].ravel(), [0, 0, 1, 1, -1, -1])
+    np.testing.assert_array_equal(arrays.pieces[1].ravel(), [-1, -1, 2, 2, -1, -1])
+    np.testing.assert_array_equal(arrays.pieces[2].ravel(), [0, 0, 1, 1, -1, -1])
+    assert np.isnan(arrays.scores[0]).all() and np.isnan(arrays.scores[2].ravel()[5])
+    np.testing.assert_allclose(arrays.scores[1].ravel(), [0.5, 0.3, 0.1, 0.05, 0.02, 0.03])
+    assert [s.tolist() for s in arrays.sizes] == [[1] * 6, [1, 1, 2, 1], [2, 2]]
+    assert all(s.dtype == np.int32 for s in arrays.sizes)
+    assert arrays.num_tokens.tolist() == [6, 4, 2] and arrays.num_tokens.dtype == np.int32
+    assert arrays.reduction_blocks == (1, 2) and arrays.scored_blocks == (1, 2)
+    assert arrays.method == "EViT(keep_rate=0.5)" and arrays.mask is None
+
+
+def test_extract_takes_the_image_index_and_every_picture_form():
+    trace, picture = hand_trace(), hand_picture()
+    second = extract(trace, picture, image=1)
+    assert second.status[2].ravel().tolist() == [K, K, D, D, D, D] and second.reduction_blocks == (1, 2)
+    assert extract(Trace(hand_trace().layers, None, 1, GRID), picture).method == "untouched"
+    from_uint8 = extract(trace, to_uint8(picture))
+    np.testing.assert_allclose(from_uint8.picture, picture, atol=1 / 255)
+    normalised = rv.data.normalize(torch.from_numpy(picture).permute(2, 0, 1).contiguous())
+    np.testing.assert_allclose(extract(trace, normalised).picture, picture, atol=1e-5)
+    batch = torch.stack([torch.zeros_like(normalised), normalised])
+    np.testing.assert_allclose(extract(trace, batch, image=1).picture, picture, atol=1e-5)
+    mask = np.zeros((16, 24), dtype=bool)
+    assert extract(trace, picture, torch.from_numpy(mask)).mask.dtype == bool
+
+
+def test_extract_errors_name_the_bad_input():
+    trace, picture = hand_trace(), hand_picture()
+    with pytest.raises(ValueError, match="no patch grid"):
+        extract(Trace(trace.layers, trace.method, 1, None), picture)
+    with pytest.raises(ValueError, match="empty"):
+        extract(Trace(), picture)
+    with pytest.raises(IndexError, match=r"0\.\.1 .*got 2"):
+        extract(trace, picture, image=2)
+    with pytest.raises(ValueError, match=r"17 x 24 pixels.*2 x 3 patch grid"):
+        extract(trace, np.zeros((17, 24, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\[H, W, 3\].*\(16, 24\)"):
+        extract(trace, np.zeros((16, 24), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"mask must be \[H, W\] = \[16, 24\].*got shape \[8, 8\]"):
+        extract(trace, picture, mask=np.zeros((8, 8), dtype=bool))
+
+
+def test_payload_is_json_with_nan_as_none(arrays):
+    payload = arrays.to_payload()
+    text = json.dumps(payload, allow_nan=False)
+    back = json.loads(text)
+    assert back["scores"][0][0][0] is None and back["scores"][2][1][2] is None
+    assert back["scores"][1][0][0] == pytest.approx(0.5)
+    assert back["status"][1] == [[K, K, M], [M, F, D]] and back["grid"] == [2, 3]
+    assert back["sizes"] == [[1] * 6, [1, 1, 2, 1], [2, 2]] and back["method"] == "EViT(keep_rate=0.5)"
+    assert back["picture_png"].startswith("data:image/png;base64,") and len(back["picture"]) == 16
+    assert back["status_names"] == ["kept", "merged", "fused", "dropped"] and back["mask"] is None
+    json.dumps(palette.to_payload(), allow_nan=False)
+
+
+def test_lineage_follows_a_patch(arrays):
+    steps = lineage(arrays, 2)
+    assert [s["block"] for s in steps] == [0, 1, 2]
+    assert [s["token"] for s in steps] == [2, 2, 1]
+    assert [s["status"] for s in steps] == [K, M, M]
+    assert steps[0]["shares_with"].ravel().tolist() == [0, 0, 1, 0, 0, 0]
+    assert steps[1]["shares_with"].ravel().tolist() == [0, 0, 1, 1, 0, 0]
+    assert steps[2]["shares_with"].shape == GRID
+    dropped = lineage(arrays, (1, 2))                       # patch 5
+    assert [s["token"] for s in dropped] == [5, -1, -1] and dropped[1]["status"] == D
+    assert not dropped[1]["shares_with"].any()
+    assert [s["token"] for s in lineage(arrays, (0, 2))] == [2, 2, 1]
+    with pytest.raises(IndexError, match=r"0\.\.5"):
+        lineage(arrays, 6)
+    with pytest.raises(IndexError, match=r"\(0\.\.1, 0\.\.2\)"):
+        lineage(arrays, (2, 0))
+
+
+def test_describe_method_shows_what_differs_from_the_defaults():
+    assert describe_method(None) == "untouched"
+    assert describe_method(rv.EViT(keep_rate=0.7)) == "EViT(keep_rate=0.7)"
+    assert describe_method(rv.EViT(keep_rate=0.7, fuse=False)) == "EViT(keep_rate=0.7, fuse=False)"
+    assert describe_method((rv.ImagePiece(0.5), rv.ToMe(r=8))) == "ImagePiece(keep_rate=0.5) + ToMe(r=8)"
+
+
+# --- palette and pixels -------------------------------------------------------------------------------------
+
+def test_palette_tells_the_statuses_and_pieces_apart():
+    assert set(palette.STATUS_COLOURS) == set(Status) and palette.STATUS_COLOURS[Status.KEPT][3] == 0
+    assert all(len(c) == 4 for c in palette.STATUS_COLOURS.values())
+    assert set(palette.STATUS_LABELS) == set(Status)
+    colours = {palette.rgb_to_hex(c) for c in palette.PIECE_COLOURS}
+    assert len(colours) == len(palette.PIECE_COLOURS) >= 10
+    assert palette.FUSED_HEX not in colours and palette.DROPPED_HEX not in colours
+    for view in ("status", "pieces", "attention", "removed", "lineage"):
+        assert palette.legend(view)
+    with pytest.raises(ValueError, match="status, pieces"):
+        palette.legend("nope")
+
+
+def test_a_kept_patch_shows_the_image_unchanged(arrays):
+    np.testing.assert_array_equal(raster.status_image(arrays, 0), to_uint8(arrays.picture))
+    image = raster.status_image(arrays, 1)
+    for index in (0, 1):
+        np.testing.assert_array_equal(patch_pixels(image, index), patch_pixels(to_uint8(arrays.picture), index))
+
+
+def test_a_dropped_patch_reads_as_dropped_on_black_and_on_white():
+    picture = np.full((16, 24, 3), 0.5, dtype=np.float32)
+    picture[8:16, 16:24] = 0.0                               # patch 5 (dropped at block 1): black
+    picture[0:8, 0:8] = 0.0                                   # patch 0 (kept): black too, like a black helmet
+    image = raster.status_image(extract(hand_trace(), picture), 1)
+    dropped, kept = patch_pixels(image, 5).astype(int), patch_pixels(image, 0).astype(int)
+    assert (kept == 0).all()                                 # the kept black patch stays black
+    assert (dropped[..., 0] == dropped[..., 1]).all() and (dropped[..., 1] == dropped[..., 2]).all()   # grey
+    assert len(np.unique(dropped)) == 2 and dropped.max() > 200     # light stripes on a dark patch
+    assert dropped.mean() > 60                               # far from the black it was
+    white = np.ones((16, 24, 3), dtype=np.float32)
+    image = raster.status_image(extract(hand_trace(), white), 1)
+    dropped = patch_pixels(image, 5).astype(int)
+    assert len(np.unique(dropped)) == 2 and dropped.min() < 40 and dropped.mean() < 200   # dark stripes, not white
+    assert (patch_pixels(image, 0) == 255).all()
+
+
+def test_a_fused_patch_is_magenta(arrays):
+    fused = patch_pixels(raster.status_image(arrays, 1), 4).astype(int)
+    red, green, blue = fused[..., 0].mean(), fused[..., 1].mean(), fused[..., 2].mean()
+    assert red > green + 80 and blue > green + 80
+
+
+def test_each_piece_is_one_colour_and_two_pieces_differ():
+    flat = extract(hand_trace(), np.full((16, 24, 3), 0.5, dtype=np.float32))
+    for draw in (raster.status_image, raster.pieces_image):
+        image = draw(flat, 2)
+        inner = [_inside(image, index) for index in range(4)]
+        first, second = np.concatenate([inner[0], inner[1]]), np.concatenate([inner[2], inner[3]])
+        assert len(np.unique(first.reshape(-1, 3), axis=0)) == 1       # piece {0, 1}: one colour
+        assert len(np.unique(second.reshape(-1, 3), axis=0)) == 1      # piece {2, 3}: one colour
+        assert not np.array_equal(first[0, 0], second[0, 0])          # two pieces, two colours
+    mean = extract(hand_trace(), hand_picture())
+    image = raster.pieces_image(mean, 2, fill="mean")
+    piece = np.concatenate([_inside(image, 0), _inside(image, 1)])
+    assert len(np.unique(piece.reshape(-1, 3), axis=0)) == 1          # the piece's mean colour
+    with pytest.raises(ValueError, match="fill must be 'colour' or 'mean'"):
+        raster.pieces_image(mean, 2, fill="nope")
+
+
+def _inside(image: np.ndarray, index: int) -> np.ndarray:
+    """The pixels of a patch more than the outline's width from any patch border, [n, 3]."""
+    width = palette.PIECE_OUTLINE_WIDTH
+    return patch_pixels(image, index)[width:PATCH - width, width:PATCH - width].reshape(-1, 3)
+
+
+def test_piece_colours_follow_first_appearance():
+    ranks = raster.piece_ranks(np.array([[7, 7, -1], [3, 9, 3]]))
+    np.testing.assert_array_equal(ranks, [[0, 0, -1], [1, 2, 1]])
+
+
+def test_attention_view(arrays):
+    image = raster.attention_image(arrays, 1).astype(int)
+    grey = to_uint8(raster.greyed(arrays.picture)).astype(int)
+    change = [np.abs(patch_pixels(image, i) - patch_pixels(grey, i)).mean() for i in range(6)]
+    assert change[0] > change[3]                            # the highest score is drawn strongest
+    assert raster.attention_source(arrays, 0) is None and raster.attention_source(arrays, 2) == 2
+    np.testing.assert_array_equal(raster.attention_image(arrays, 0), to_uint8(raster.greyed(arrays.picture)))
+    dropped = patch_pixels(raster.attention_image(arrays, 2), 5).astype(int)   # no score there: hatched, grey
+    stripes = patch_pixels(raster.hatch(16, 24), 5)
+    assert (dropped[..., 0] == dropped[..., 2]).all() and len(np.unique(dropped[stripes])) == 1
+    unscored = extract(Trace([LayerRecord(l.num_tokens, l.owner, l.status) for l in hand_trace().layers],
+                             rv.ToMe(r=1), 0, GRID), hand_picture())
+    with pytest.raises(ValueError, match="no class-attention scores"):
+        raster.attention_image(unscored, 1)
+
+
+def test_removed_view_needs_a_mask_and_colours_by_object():
+    mask = np.zeros((16, 24), dtype=bool)
+    mask[10, 18] = True                                       # the object touches patch 5 only
+    arrays = extract(hand_trace(), hand_picture(), mask=mask)
+    assert raster.removed_patches(arrays, 1).ravel().tolist() == [0, 0, 0, 0, 1, 1]   # fused, dropped
+    counts = raster.removed_counts(arrays, 2)
+    assert counts == {"removed": 2, "background": 1, "share": 0.5, "random": pytest.approx(5 / 6)}
+    image = raster.removed_image(arrays, 2, outline=False).astype(int)
+    background, on_object = patch_pixels(image, 4).mean(axis=(0, 1)), patch_pixels(image, 5).mean(axis=(0, 1))
+    assert background[2] > background[0]                    # blue
+    assert on_object[0] > on_object[2]                      # vermilion
+    np.testing.assert_array_equal(patch_pixels(image, 0), patch_pixels(to_uint8(arrays.picture), 0))
+    with pytest.raises(ValueError, match="needs the object's mask"):
+        raster.removed_image(extract(hand_trace(), hand_picture()), 2)
+    tome = extract(hand_trace(rv.ToMe(r=2)), hand_picture(), mask=mask)
+    assert raster.removed_patches(tome, 2).ravel().tolist() == [1, 1, 1, 1, 0, 0]      # ToMe: merged
+
+
+def test_the_object_outline_is_drawn_where_a_mask_is_given():
+    mask = np.zeros((16, 24), dtype=bool)
+    mask[4:12, 6:18] = True
+    arrays = extract(hand_trace(), np.full((16, 24, 3), 0.5, dtype=np.float32), mask=mask)
+    outline = np.array([round(v * 255) for v in palette.hex_to_rgb(palette.OUTLINE_HEX)])
+    drawn = (raster.status_image(arrays, 0) == outline).all(axis=2)
+    assert drawn.any() and not drawn[~mask].any()
+    assert not (raster.status_image(arrays, 0, outline=False) == outline).all(axis=2).any()
+
+
+def test_lineage_image_and_view_image(arrays):
+    image = raster.lineage_image(arrays, 1, 2)
+    frame = np.array([round(v * 255) for v in palette.hex_to_rgb(palette.LINEAGE_PATCH_HEX)])
+    shares = np.array([round(v * 255) for v in palette.hex_to_rgb(palette.LINEAGE_HEX)])
+    assert (patch_pixels(image, 2) == frame).all(axis=2).any()
+    assert (patch_pixels(image, 3) == shares).all(axis=2).any()
+    assert not (patch_pixels(image, 0) == shares).all(axis=2).any()
+    assert image.shape == (16, 24, 3) and image.dtype == np.uint8
+    for view in raster.VIEWS[:3]:
+        assert raster.view_image(arrays, view, 2).shape == (16, 24, 3)
+    marked = raster.view_image(arrays, "status", 1, patch=2)
+    assert (patch_pixels(marked, 2) == frame).all(axis=2).any()
+    with pytest.raises(ValueError, match="unknown view 'heat'; the views are status, pieces, attention, removed"):
+        raster.view_image(arrays, "heat", 1)
+    with pytest.raises(IndexError, match=r"block must be an int in 0\.\.2"):
+        raster.status_image(arrays, 3)
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """A 224-pixel image (14 x 14 patches) through a tiny 6-block ViT with EViT, and the arrays."""
+    model = rv.apply(tiny_vit(depth=6, grid=14), rv.EViT(keep_rate=0.6))
+    images = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(224, 224, dtype=torch.bool)
+    mask[60:150, 80:140] = True
+    with rv.record(model) as trace, torch.no_grad():
+        model(images)
+    return extract(trace, images, mask=mask)
+
+
+def test_views_are_fast_enough_for_a_widget(recorded):
+    for view in raster.VIEWS:
+        raster.view_image(recorded, view, 0)                 # warm up (the colour map loads once)
+        times = []
+        for block in range(recorded.num_blocks):
+            start = time.perf_counter()
+            image = raster.view_image(recorded, view, block, patch=(5, 5))
+            times.append(time.perf_counter() - start)
+            assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+        assert np.median(times) < 0.05, (view, times)
+
+
+# --- figures ------------------------------------------------------------------------------------------------
+
+def test_static_figures_export_png_and_svg(recorded, tmp_path):
+    figures = {
+        "status": static.plot_status(recorded),
+        "pieces": static.plot_pieces(recorded, fill="mean"),
+        "attention": static.plot_attention(recorded),
+        "lineage": static.plot_lineage(recorded, (5, 5), blocks=[0, 3]),
+        "removed": static.plot_removed(recorded),
+        "tokens": static.plot_tokens({"EViT": recorded, "counts": [196, 150, 100, 100, 60, 60]}),
+        "methods": static.plot_methods([recorded, recorded], view="attention"),
+        "view": static.plot_view(recorded, "removed", blocks=[1, 5], patch=7),
+    }
+    for name, figure in figures.items():
+        assert isinstance(figure, rv.render.Figure) and figure._repr_png_().startswith(b"\x89PNG")
+        figure.savefig(tmp_path / f"{name}.png")
+        figure.savefig(tmp_path / f"{name}.svg")
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert "<svg" in (tmp_path / f"{name}.svg").read_text()[:2000]
+    with pytest.raises(ValueError, match=r"block 0 has no class-attention scores; the scored blocks are \[1, 3, 4\]"):
+        static.plot_attention(recorded, block=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        static.plot_tokens({"nothing": []})
+
+
+def test_robustness_figures_export(tmp_path):
+    from retokviz.robustness import MaskedAccuracy, MaskingEffect, RemovedAtRate
+
+    figures = [
+        static.plot_background_removed([RemovedAtRate(0.5, "EViT(keep_rate=0.5)", 0.6, 0.9, 0.8),
+                                        RemovedAtRate(0.9, "EViT(keep_rate=0.9)", 0.2, 0.95, 0.8)]),
+        static.plot_masking_effect(MaskingEffect((1, 2), (0.8, 0.6), (0.95, 0.95), 0.96, "untouched", 200)),
+        static.plot_masked_accuracy(MaskedAccuracy((0, 4), {"EViT": (0.9, 0.8), "ToMe": (0.9, 0.7)}, "any", 100)),
+    ]
+    for index, figure in enumerate(figures):
+        figure.savefig(tmp_path / f"{index}.png")
+        figure.savefig(tmp_path / f"{index}.svg")
+        assert (tmp_path / f"{index}.svg").stat().st_size > 1000
+
+
+def test_plotly_charts_draw_the_raster(recorded):
+    figure = charts.status_figure(recorded, 3, "pieces", patch=(2, 2))
+    (trace,) = figure.data
+    assert trace.type == "image"
+    np.testing.assert_array_equal(np.asarray(trace.z), raster.view_image(recorded, "pieces", 3, (2, 2)))
+    assert "patch (0, 0)" in trace.text[0][0]
+    assert charts.status_figure(recorded, 0, hover=False).data[0].text is None
+    tokens = charts.tokens_figure([recorded, [196, 100, 50, 50, 20, 20]])
+    assert len(tokens.data) == 2 and list(tokens.data[0].y) == recorded.num_tokens.tolist()
+
+
+def test_importing_retokviz_and_its_views_loads_no_plotly_or_ipywidgets():
+    code = ("import sys, retokviz, retokviz.views, retokviz.views.static, retokviz.views.charts, retokviz.robustness;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
