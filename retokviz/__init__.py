@@ -10,20 +10,36 @@
         logits = model(images)
     rv.remove(model)                             # the untouched model, exactly
 """
-from retokviz import analysis, data
+from retokviz import analysis, data, metrics, notebook, robustness
 from retokviz.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
 from retokviz.macs import count_macs
 from retokviz.methods import EViT, ImagePiece, Method, ToMe
-from retokviz.patch import UnsupportedModelError, apply, method_of, remove
+from retokviz.methods.budget import method_at
+from retokviz.methods.registry import method_names
+from retokviz.patch import UnsupportedModelError, applied, apply, method_of, remove
 from retokviz.provenance import LayerRecord, Status, Trace, record
 from retokviz.stem import CoherenceStem, use_coherence_stem
+import retokviz.train  # noqa: F401  the command line's package, loaded before `train` is bound to the function
 from retokviz.training import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
 
+
+def explore(*args, **kwargs):
+    """The interactive explorer (ipywidgets): `rv.explore()` offline, `rv.explore(model, images, masks)`, or
+    `rv.explore("deit_small_patch16_224")`. See `retokviz.explorer.explore`; ipywidgets and plotly are imported
+    only here, so `import retokviz` stays free of them."""
+    from retokviz.explorer import explore as _explore
+
+    return _explore(*args, **kwargs)
+
+
 __all__ = [
     "analysis",
     "data",
+    "metrics",
+    "notebook",
+    "robustness",
     "CheckpointError",
     "CheckpointInfo",
     "TrainConfig",
@@ -41,8 +57,12 @@ __all__ = [
     "ToMe",
     "Trace",
     "UnsupportedModelError",
+    "applied",
     "apply",
+    "method_at",
+    "method_names",
     "count_macs",
+    "explore",
     "method_of",
     "record",
     "remove",

@@ -13,14 +13,17 @@ A file holds the model's state dict (float32) and, in its header, one JSON entry
      "recipe": {"command": "python -m retokviz.train ...", "seed": 0, "test_acc": 0.93, ...}}
 
 Loading reads JSON and tensors only (no pickle, no eval): the model is built by `timm.create_model`, the method is
-looked up by class name in the retokviz namespace. Files are written atomically (`write_atomically`), so a killed
-export never leaves half a file; bundled files stay under `MAX_BYTES` so that the repository stays small.
+looked up by name in the method registry (`retokviz.methods.registry`). A header of a format this retokviz doesn't
+read (`READABLE_FORMATS`) is refused. Files are written atomically (`write_atomically`), so a killed export never
+leaves half a file; bundled files stay under `MAX_BYTES` so that the repository stays small.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +36,16 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from retokviz.methods.base import Method
+from retokviz.methods.registry import method_class
 from retokviz.patch import apply, method_of
 
 DATA_DIR = Path(__file__).parents[1] / "data"
 METADATA_KEY = "retokviz"
-FORMAT = 1
+FORMAT = 1                  # the header format written
+READABLE_FORMATS = (1,)     # the header formats read
 MAX_BYTES = 12_000_000
+# A temporary file of `write_atomically` older than this is stale even if its process id is in use (by another).
+STALE_SECONDS = 24 * 3600
 
 
 class CheckpointError(ValueError):
@@ -76,11 +83,13 @@ class CheckpointInfo:
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Write a file so that `path` holds its old content or the complete new one, never a part of it.
 
-    `write` fills a temporary file in the same directory, which is flushed to disk and then renamed over `path`
-    (a rename within one file system is atomic). If anything fails, the temporary file is removed.
+    `write` fills a temporary file `.NAME.<pid>.tmp` in the same directory, which is flushed to disk and then renamed
+    over `path` (a rename within one file system is atomic). If anything fails, the temporary file is removed; one
+    left by a killed process is removed by the next write of `path` (`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
@@ -99,6 +108,49 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
             os.close(directory)
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writes of `path` left beside it: each `.NAME.<pid>.tmp` whose process
+    is no longer running, or that is older than STALE_SECONDS. Best effort: a file that can't be removed stays.
+
+    Returns:
+        the files removed.
+    """
+    path = Path(path)
+    prefix, suffix = f".{path.name}.", ".tmp"
+    removed = []
+    for candidate in path.parent.iterdir() if path.parent.is_dir() else ():
+        name = candidate.name
+        pid = name[len(prefix):-len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _is_running(int(pid)) and not _is_older_than(candidate, STALE_SECONDS):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _is_running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (assumed so where that can't be asked safely)."""
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)       # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:   # it runs, as another user
+        pass
+    return True
+
+
+def _is_older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
 def describe_method(method: Method | Sequence[Method] | None) -> dict[str, Any] | list[dict[str, Any]] | None:
     """A method as JSON-able data: {"name": class name, field: value, ...} over the fields its constructor takes
     (tuples become lists); a composition (a sequence of methods) as a list of those."""
@@ -112,29 +164,24 @@ def describe_method(method: Method | Sequence[Method] | None) -> dict[str, Any] 
 
 
 def build_method(spec: dict[str, Any] | list[dict[str, Any]] | None) -> Method | tuple[Method, ...] | None:
-    """The method (or composition, as a tuple) `describe_method` described, classes looked up by name in the
-    retokviz namespace.
+    """The method (or composition, as a tuple) `describe_method` described, its class looked up in the method
+    registry (`retokviz.methods.registry.method_class`, which takes class names such as "EViT").
 
     Raises:
-        ValueError: a name is not a retokviz method, or a field is not one of its fields.
+        ValueError: a name is not a registered method (the message lists them), or the fields don't fit its class.
     """
     if spec is None:
         return None
     if isinstance(spec, list):
         return tuple(build_method(member) for member in spec)
-    import retokviz  # the package namespace is complete only once retokviz/__init__ has run
-
+    if not isinstance(spec, dict):
+        raise ValueError(f"a method is described as {{'name': class name, field: value, ...}}, got {spec!r}")
     fields = dict(spec)
-    name = fields.pop("name", None)
-    cls = getattr(retokviz, str(name), None)
-    if not (isinstance(cls, type) and issubclass(cls, Method) and cls is not Method):
-        known = sorted(key for key, value in vars(retokviz).items()
-                       if isinstance(value, type) and issubclass(value, Method) and value is not Method)
-        raise ValueError(f"unknown method {name!r}; this retokviz has {', '.join(known)}")
+    cls = method_class(fields.pop("name", None))
     try:
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
-    except TypeError as error:
-        raise ValueError(f"method {spec} doesn't match the fields of {name}: {error}") from error
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"method {spec} doesn't fit {cls.__name__}: {error}") from error
 
 
 def infer_model_kwargs(model: nn.Module) -> dict[str, Any]:
@@ -236,11 +283,22 @@ def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, tor
         header = json.loads(text)
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path} has corrupt retokviz metadata ({error}): {text[:200]!r}") from error
-    model = header.get("model") if isinstance(header, dict) else None
+    _check_header(path, header, text)
+    return header, tensors
+
+
+def _check_header(path: Path, header: object, text: str) -> None:
+    """Raise CheckpointError unless `header` is of a format this retokviz reads and names a timm model."""
+    version = header.get("format") if isinstance(header, dict) else None
+    if version not in READABLE_FORMATS:
+        readable = ", ".join(str(number) for number in READABLE_FORMATS)
+        raise CheckpointError(f"{path} has retokviz metadata of format {version!r}; this retokviz reads format "
+                              f"{readable}, so the file was written by another version of retokviz: load it with "
+                              "that version, or re-export it")
+    model = header.get("model")
     if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("kwargs"), dict)):
         raise CheckpointError(f"{path}: its retokviz metadata names no model (a 'model' entry with 'name' and "
                               f"'kwargs'): {text[:200]!r}")
-    return header, tensors
 
 
 def _info(path: Path, header: dict[str, Any]) -> CheckpointInfo:
@@ -253,14 +311,27 @@ def _info(path: Path, header: dict[str, Any]) -> CheckpointInfo:
     )
 
 
+def _checkpoint_files(folder: Path) -> list[Path]:
+    """The `*.safetensors` files in `folder`, sorted (a sub-folder with such a name is not one)."""
+    return sorted(path for path in folder.glob("*.safetensors") if path.is_file())
+
+
 def checkpoints(directory: str | os.PathLike | None = None) -> list[CheckpointInfo]:
     """The checkpoints in `directory` (default: the repository's data/), read from their headers only.
 
     Raises:
-        CheckpointError: a file there is corrupt, truncated or lacks retokviz metadata.
+        FileNotFoundError, NotADirectoryError: there is no folder `directory`.
+        CheckpointError: a file there is corrupt, truncated, lacks retokviz metadata or has an unknown format.
     """
     folder = DATA_DIR if directory is None else Path(directory)
-    return [_info(path, _read(path, with_tensors=False)[0]) for path in sorted(folder.glob("*.safetensors"))]
+    if not folder.is_dir():
+        error = NotADirectoryError if folder.exists() else FileNotFoundError
+        why = " (it is a file)" if folder.exists() else ""
+        if directory is None:
+            why += " (the repository's data/ folder: a retokviz installed without its repository has no bundled " \
+                   "checkpoints)"
+        raise error(f"no checkpoint folder at {folder}{why}")
+    return [_info(path, _read(path, with_tensors=False)[0]) for path in _checkpoint_files(folder)]
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
@@ -277,7 +348,10 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.Path
     folder = DATA_DIR if directory is None else Path(directory)
     path = folder / f"{candidate}.safetensors"
     if not path.is_file():
-        available = ", ".join(sorted(p.name.removesuffix(".safetensors") for p in folder.glob("*.safetensors")))
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r}: there is no checkpoint folder "
+                                    f"{folder}")
+        available = ", ".join(path.name.removesuffix(".safetensors") for path in _checkpoint_files(folder))
         raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r} in {folder}; "
                                 f"available: {available or 'none'}")
     return path
@@ -292,11 +366,17 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.Path
 
     Raises:
         FileNotFoundError: unknown name (the message lists the available ones) or missing file.
-        CheckpointError: the file is corrupt or truncated, lacks metadata, or its weights don't fit its model.
+        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format, or its metadata
+            describes a model, method or weights that can't be built (each message names the file).
     """
     path = resolve_checkpoint(name_or_path, directory)
     header, tensors = _read(path, with_tensors=True)
-    model = build_model(header["model"]["name"], header["model"]["kwargs"], bool(header.get("coherence_stem")))
+    name, kwargs = header["model"]["name"], header["model"]["kwargs"]
+    try:
+        model = build_model(name, kwargs, bool(header.get("coherence_stem")))
+    except (RuntimeError, TypeError, ValueError) as error:   # timm: unknown name, or kwargs the model doesn't take
+        raise CheckpointError(f"{path}: its metadata describes a model that can't be built, "
+                              f"timm.create_model({name!r}, **{kwargs}): {error}") from error
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -304,7 +384,10 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.Path
     try:
         method = build_method(header.get("method"))
     except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from error
+        raise CheckpointError(f"{path}: its metadata describes no valid method: {error}") from error
     if method is not None:
-        apply(model, method)
+        try:
+            apply(model, method)
+        except (ValueError, TypeError) as error:             # UnsupportedModelError is a TypeError
+            raise CheckpointError(f"{path}: its method doesn't fit its model: {error}") from error
     return model.eval()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm.auto import tqdm
+
+from retokviz.images import load_image
 
 CLASSES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
 SPLITS = ("train", "test")
@@ -67,6 +71,26 @@ _SHAPE_WIDTH = (0.04, 0.07)       # line width, about a digit's stroke
 _STROKE, _RING, _SQUARE = 0, 1, 2
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 _CHUNK = 64                       # images drawn at once: bounds the temporaries; the result does not depend on it
+
+
+def _int_at_least(name: str, value: object, low: int) -> int:
+    """`value` as an int if it is an int (a bool is not) >= low; else ValueError naming it and the valid range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_image_size(image_size: object) -> int:
+    """A clutter image side: an int, a multiple of PATCH_SIZE and >= 64."""
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 64 \
+            or image_size % PATCH_SIZE:
+        raise ValueError(f"image_size must be an int, a multiple of {PATCH_SIZE} and >= 64, got {image_size!r}")
+    return int(image_size)
 
 
 @functools.cache
@@ -136,18 +160,18 @@ def render_clutter(n: int, seed: int, split: str = "test", image_size: int = 128
     """Generate n clutter images in layers (see the module docstring); make_clutter normalises them.
 
     Args:
-        n: how many images, > 0.
-        seed: any non-negative int; image i depends only on (seed, split, i, image_size).
+        n: how many images, an int >= 1.
+        seed: an int >= 0; image i depends only on (seed, split, i, image_size).
         split: "train" or "test"; they use disjoint digits (see source_indices).
-        image_size: the square side in pixels, a multiple of 16 and >= 64.
+        image_size: the square side in pixels, an int, a multiple of 16 and >= 64.
         progress: show a progress bar (about 1.5 ms an image at 128 pixels on one CPU core).
+
+    Raises:
+        ValueError: an argument out of its range (a bool is not an int); the message names it and the range.
     """
-    if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(image_size, int) or image_size < 64 or image_size % PATCH_SIZE:
-        raise ValueError(f"image_size must be a multiple of {PATCH_SIZE} and >= 64, got {image_size!r}")
+    n, seed = _int_at_least("n", n, 1), _int_at_least("seed", seed, 0)
+    image_size = _check_image_size(image_size)
+    _check_flag("progress", progress)
     sources = source_indices(split)
     scenes = [_sample_scene(np.random.default_rng([seed, SPLITS.index(split), index]), sources, image_size)
               for index in range(n)]
@@ -164,7 +188,7 @@ def render_clutter(n: int, seed: int, split: str = "test", image_size: int = 128
 
 def make_clutter(n: int, seed: int, split: str = "test", image_size: int = 128,
                  progress: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """n clutter images ready for a model (see render_clutter for the arguments).
+    """n clutter images ready for a model (see render_clutter for the arguments and the errors).
 
     Returns:
         (images [n, 3, H, W] float32 normalised with ImageNet's mean and std, labels [n] long, masks [n, H, W] bool).
@@ -178,11 +202,15 @@ def make_clutter(n: int, seed: int, split: str = "test", image_size: int = 128,
 
 
 class ClutterDataset(Dataset):
-    """make_clutter generated once into memory, as a Dataset of (image [3, H, W], label) pairs.
+    """make_clutter generated once into memory, as a Dataset of (image [3, H, W], label) pairs (see render_clutter
+    for the arguments and the errors).
 
     Attributes:
         images: [n, 3, H, W] normalised; labels: [n] long; masks: [n, H, W] bool.
+        classes: the class names, label i is classes[i] (as in torchvision's ImageFolder); known without an instance.
     """
+
+    classes = list(CLASSES)
 
     def __init__(self, n: int, seed: int, split: str = "train", image_size: int = 128, progress: bool = False):
         self.images, self.labels, self.masks = make_clutter(n, seed, split, image_size, progress)
@@ -195,7 +223,15 @@ class ClutterDataset(Dataset):
 
 
 def patch_mask(masks: Tensor, patch_size: int = PATCH_SIZE) -> Tensor:
-    """[n, H, W] bool pixel masks -> [n, H / patch_size, W / patch_size] bool: the patches with any object pixel."""
+    """[n, H, W] bool pixel masks -> [n, H / patch_size, W / patch_size] bool: the patches with any object pixel.
+
+    Raises:
+        ValueError: masks is not a 3-dimensional tensor, patch_size not an int >= 1, or H or W not a multiple of it.
+    """
+    if not isinstance(masks, Tensor) or masks.dim() != 3:
+        got = f"shape {tuple(masks.shape)}" if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"masks must be a tensor [n, H, W], got {got}")
+    patch_size = _int_at_least("patch_size", patch_size, 1)
     n, height, width = masks.shape
     if height % patch_size or width % patch_size:
         raise ValueError(f"masks of {height} x {width} do not split into {patch_size}-pixel patches")
@@ -346,11 +382,16 @@ def _shape_distance(kind: Tensor, dx: Tensor, dy: Tensor, radius: Tensor, angle:
 def sample_photo(name: str, size: int = 224) -> tuple[Tensor, np.ndarray]:
     """One of scikit-image's bundled photographs (PHOTOS), centre-cropped to a square and resized.
 
+    Args:
+        name: one of PHOTOS.
+        size: the square side in pixels, an int >= 1.
+
     Returns:
         ([3, size, size] float32 normalised with ImageNet's mean and std, [size, size, 3] uint8 picture).
     """
-    if name not in PHOTOS:
+    if not isinstance(name, str) or name not in PHOTOS:
         raise ValueError(f"unknown photo {name!r}; the bundled ones are {', '.join(PHOTOS)}")
+    size = _int_at_least("size", size, 1)
     array = _picture(name)
     height, width = array.shape[:2]
     side = min(height, width)
@@ -365,21 +406,36 @@ def sample_photos(size: int = 224) -> dict[str, Tensor]:
     return {name: sample_photo(name, size)[0] for name in PHOTOS}
 
 
-def image_folder(root: str | Path, split: str = "train", image_size: int = 224, training: bool | None = None,
+def image_folder(root: str | os.PathLike, split: str = "train", image_size: int = 224, training: bool | None = None,
                  auto_augment: str | None = None) -> ImageFolder:
     """A folder of images in ImageNet layout (root/<split>/<class>/<image>, e.g. Imagenette) with timm's transforms.
 
     Args:
         root: the folder that holds the split folders.
         split: the split folder's name, e.g. "train" or "val".
-        image_size: the square side the transform crops to.
+        image_size: the square side the transform crops to, an int >= 1.
         training: timm's training transform (random resized crop, flip, colour jitter) or its evaluation one
             (resize and centre crop); None means training for split "train".
         auto_augment: timm's augmentation policy for training, e.g. "rand-m9-mstd0.5-inc1" for RandAugment.
 
     Returns:
         A torchvision ImageFolder of (image [3, image_size, image_size] normalised, class index); `.classes` names them.
+        Reading an image that is corrupt or truncated raises OSError naming its file (see images.load_image).
+
+    Raises:
+        ValueError: an argument of the wrong type or out of its range.
+        FileNotFoundError: the folder doesn't have the layout above.
     """
+    if not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be a path (str or os.PathLike), got {root!r}")
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"split must be the name of a folder in root, e.g. 'train' or 'val', got {split!r}")
+    image_size = _int_at_least("image_size", image_size, 1)
+    if training is not None:
+        _check_flag("training", training)
+    if auto_augment is not None and not isinstance(auto_augment, str):
+        raise ValueError(f"auto_augment must be None or a timm policy such as 'rand-m9-mstd0.5-inc1', "
+                         f"got {auto_augment!r}")
     root = Path(root)
     layout = f"expected {root}/{split}/<class>/<image> with one of {', '.join(IMG_EXTENSIONS)}"
     if not root.is_dir():
@@ -392,8 +448,15 @@ def image_folder(root: str | Path, split: str = "train", image_size: int = 224, 
         raise FileNotFoundError(f"no class folders in {folder}; {layout}")
     if training is None:
         training = split == "train"
-    transform = create_transform(input_size=image_size, is_training=training, auto_augment=auto_augment)
+    if auto_augment is not None and not training:
+        raise ValueError(f"auto_augment={auto_augment!r} applies to the training transform, not to split "
+                         f"{split!r} with training=False")
     try:
-        return ImageFolder(folder, transform=transform)
+        transform = create_transform(input_size=image_size, is_training=training, auto_augment=auto_augment)
+    except AssertionError as error:   # timm asserts on a policy it doesn't know
+        raise ValueError(f"auto_augment={auto_augment!r} is not a timm policy ({error}); e.g. "
+                         "'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' or 'v0'") from error
+    try:
+        return ImageFolder(folder, transform=transform, loader=load_image)
     except FileNotFoundError as error:   # a class folder without images
         raise FileNotFoundError(f"{error} in {folder}; {layout}") from error

@@ -1,12 +1,28 @@
-"""Images in and out of a model: the preprocessing a timm model expects, and a picture to draw on."""
+"""Images in and out of a model: reading image files, the preprocessing a timm model expects, a picture to draw on."""
 from __future__ import annotations
 
+import numbers
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """An image file, decoded as an RGB PIL image (what torchvision's ImageFolder loads), with errors that name it.
+
+    Raises:
+        OSError: the file is missing, unreadable, truncated, corrupt, or not an image; the message names it.
+    """
+    with open(path, "rb") as file:                         # a missing or unreadable file: open's error names it
+        try:
+            return Image.open(file).convert("RGB")
+        except (OSError, SyntaxError, ValueError) as error:  # PIL's decoders raise all three on bad data
+            raise OSError(f"can't read the image {os.fspath(path)}: {error}. The file is corrupt, truncated or not "
+                          "an image: replace or remove it") from error
 
 
 def prepare(image: Image.Image | np.ndarray | str | Path, model: nn.Module,
@@ -21,8 +37,10 @@ def prepare(image: Image.Image | np.ndarray | str | Path, model: nn.Module,
     Returns:
         ([1, 3, size, size] float tensor for the model, [size, size, 3] float array in 0..1 to draw on).
     """
+    if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
+        raise ValueError(f"size must be None or an int >= 1, got {size!r}")
     if isinstance(image, (str, Path)):
-        image = Image.open(image)
+        image = load_image(image)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"an image array must be [H, W, 3] (or RGBA), got shape {image.shape}")

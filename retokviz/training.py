@@ -1,23 +1,26 @@
 """Training a timm ViT with a reduction method: the DeiT recipe with EViT's keep-rate schedule.
 
     result = rv.train(model, train_set, test_set, rv.TrainConfig(epochs=30, out_dir="runs/evit"), rv.EViT(0.7))
-    python -m retokviz.train --method evit --keep-rate 0.7 --out runs/evit              # the generated data
-    python -m retokviz.train --data /data/imagenette --model deit_small_patch16_224 --img-size 224 ...
-    torchrun --nproc_per_node 4 -m retokviz.train ...                                   # the same, on 4 GPUs
 
-The recipe (methods.md): AdamW with lr 5e-4 x batch/512 and weight decay 0.05 (none on norms, biases, position
-embedding and tokens: timm's optimizer factory), linear warm-up then a per-iteration cosine to `min_lr`, label
-smoothing, optional mixup/cutmix (timm's `Mixup`). A method with a `keep_rate` (EViT, ImagePiece) trains at keep rate
-1.0 for `keep_warmup_epochs`, then at a keep rate that falls along a per-iteration cosine to its own over
-`keep_decay_epochs`, then at its own; it is re-applied at every iteration (cheap: nothing is rebuilt). Other
-methods (ToMe) are applied as they are; in a composition (a list, as `rv.apply` takes) every keep rate follows
-the schedule. Each epoch ends with an evaluation at the method's own keep rate.
+The command line, `python -m retokviz.train` (retokviz/train/cli.py), builds the model and the data from its options
+and calls `train`.
 
-At each epoch end rank 0 writes `out_dir/last.pt` atomically (model, optimizer, step, config, history, the RNG
-states of every rank) and rewrites `out_dir/metrics.jsonl` (one JSON record per epoch). `resume=True` continues
-from the last complete epoch: a killed run loses at most the epoch it was in, and on a CPU it ends with exactly the
-weights of an uninterrupted run, since the shuffle of each epoch derives from (seed, epoch) and the RNG states
-(torch, numpy, python, the data loader's generator) are restored.
+The recipe (DeiT's, which the EViT paper trains with): AdamW with lr 5e-4 x batch/512 and weight decay 0.05 (none on
+norms, biases, position embedding and tokens: timm's optimizer factory), linear warm-up then a per-iteration cosine
+to `min_lr`, label smoothing, optional mixup/cutmix (timm's `Mixup`). A method with a keep rate
+(`method.has_keep_rate`: EViT, ImagePiece) trains at keep rate 1.0 for `keep_warmup_epochs`, then at a keep rate
+that falls along a per-iteration cosine to its own over `keep_decay_epochs`, then at its own; it is re-applied at
+every iteration (cheap: nothing is rebuilt). Other methods (ToMe) are applied as they are; in a composition (a list,
+as `rv.apply` takes) every keep rate follows the schedule. Each epoch ends with an evaluation at the method's own
+keep rate.
+
+At each epoch end rank 0 writes `out_dir/last.pt` atomically (model, optimizer, step, config, method, the caller's
+`settings`, history, the RNG states of every rank) and rewrites `out_dir/metrics.jsonl` (one JSON record per epoch).
+`resume=True` continues from the last complete epoch: a killed run loses at most the epoch it was in, and on a CPU
+it ends with exactly the weights of an uninterrupted run, since the shuffle of each epoch derives from (seed, epoch)
+and the RNG states (torch, numpy, python, the data loader's generator) are restored. A resume that would change
+anything the run computes (any TrainConfig field but the runtime ones, the method, the settings) is refused, naming
+every field that differs.
 
 Under `torchrun` (RANK, WORLD_SIZE, LOCAL_RANK set) the model is wrapped in DistributedDataParallel (NCCL on GPUs,
 gloo on CPUs), a DistributedSampler gives each rank its share, the global batch is split evenly across ranks, and
@@ -26,35 +29,32 @@ step sees the same global batch whatever the number of ranks.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import numbers
 import os
+import pickle
 import random
-import shlex
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from retokviz.checkpoints import DATA_DIR, MAX_BYTES, describe_method, export_checkpoint, write_atomically
+from retokviz.checkpoints import describe_method, write_atomically
 from retokviz.methods.base import Method
 from retokviz.patch import apply
 
@@ -62,6 +62,8 @@ Methods = Method | Sequence[Method]   # one method, or several composed as rv.ap
 
 # Fields that may change when a run is resumed: where and how fast it runs, not what it computes.
 RUNTIME_FIELDS = frozenset({"device", "num_workers", "progress", "out_dir"})
+# What last.pt holds; a file without these is not a training state.
+STATE_KEYS = frozenset({"epoch", "step", "model", "optimizer", "config", "method", "history", "rng"})
 
 
 def _is_int(value: object) -> bool:
@@ -88,7 +90,7 @@ class TrainConfig:
         min_lr: where the cosine ends; None means lr / 50 (DeiT's 1e-5 for 5e-4).
         weight_decay: AdamW's, not applied to norms, biases, position embedding and tokens.
         warmup_epochs: linear learning-rate warm-up, 0 <= warmup_epochs < epochs.
-        keep_warmup_epochs: epochs at keep rate 1.0 before the keep rate decays (methods with a keep_rate).
+        keep_warmup_epochs: epochs at keep rate 1.0 before the keep rate decays (methods with a keep rate).
         keep_decay_epochs: epochs of per-iteration cosine decay from 1.0 to the method's keep rate.
         label_smoothing: in [0, 1).
         mixup: mixup's Beta alpha, 0 for none (timm's Mixup; the loss becomes soft-target cross-entropy).
@@ -180,6 +182,8 @@ class TrainResult:
     checkpoint: Path | None
 
 
+# ------------------------------------------------------------------------------------------------- schedules
+
 def keep_rate_at(step: int, steps_per_epoch: int, target: float, warmup_epochs: int, decay_epochs: int) -> float:
     """EViT's keep-rate schedule: 1.0 for `warmup_epochs`, a per-iteration cosine down to `target` over
     `decay_epochs`, then `target`. `step` counts iterations from 0."""
@@ -207,20 +211,16 @@ def _members(method: Methods | None) -> tuple[Method, ...]:
     return (method,) if isinstance(method, Method) else tuple(method)
 
 
-def _has_keep_rate_field(method: Method) -> bool:
-    return any(field.name == "keep_rate" for field in dataclasses.fields(method))
-
-
 def keep_rate_targets(method: Methods | None) -> list[float]:
-    """The keep rates the schedule leads to: of `method` or of each method of a composition that has a
-    `keep_rate` (EViT, ImagePiece); empty when the schedule doesn't apply (None, ToMe)."""
-    return [member.keep_rate for member in _members(method) if _has_keep_rate_field(member)]
+    """The keep rates the schedule leads to: of `method` or of each method of a composition that has a keep rate
+    (`has_keep_rate`: EViT, ImagePiece); empty when the schedule doesn't apply (None, ToMe)."""
+    return [member.keep_rate for member in _members(method) if member.has_keep_rate]
 
 
 def at_keep_rates(method: Methods, keep_for: Callable[[float], float]) -> Methods:
     """`method` with each keep rate k replaced by keep_for(k) (in each method of a composition, given as a list)."""
-    members = [dataclasses.replace(member, keep_rate=keep_for(member.keep_rate))
-               if _has_keep_rate_field(member) else member for member in _members(method)]
+    members = [dataclasses.replace(member, keep_rate=keep_for(member.keep_rate)) if member.has_keep_rate else member
+               for member in _members(method)]
     return members[0] if isinstance(method, Method) else members
 
 
@@ -235,6 +235,8 @@ def check_schedule(config: TrainConfig, method: Methods | None) -> None:
             f"at the method's own keep rate {targets[0]}"
         )
 
+
+# ------------------------------------------------------------------------------------------- ranks, devices
 
 @dataclass(frozen=True)
 class Ranks:
@@ -255,18 +257,52 @@ class Ranks:
 
 
 def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """"auto" -> cuda if available else cpu; a bare "cuda" -> cuda:local_rank."""
+    """The device a TrainConfig.device names: "auto" -> cuda if available, else cpu; a bare "cuda" ->
+    cuda:local_rank.
+
+    Raises:
+        ValueError: CUDA is asked for but this machine (or this torch build) has no CUDA GPU, or not the one named.
+    """
     if request == "auto":
         request = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(request)
-    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {request!r}: this torch ({torch.__version__}) finds no CUDA GPU on this machine; "
+                         "use device 'cpu' or 'auto'")
+    device = torch.device("cuda", local_rank) if device.index is None else device
+    count = torch.cuda.device_count()
+    if device.index >= count:
+        raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
-def _sum_across_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
+    """Raise unless `folder` is a folder this process can write in, or one it can create. `what` names the folder
+    in the message (an option or a field).
+
+    Raises:
+        NotADirectoryError: `folder`, or a folder above it, is a file.
+        PermissionError: this process may not write there.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{what} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {folder}: this process may not write in {existing}")
+
+
+def _sum_across_ranks(values: Tensor, ranks: Ranks) -> Tensor:
     if ranks.world_size > 1:
         dist.all_reduce(values)
     return values
 
+
+# ----------------------------------------------------------------------------------------------- RNG states
 
 def _rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
     """This process's random states, as plain data that torch.load(weights_only=True) reads back."""
@@ -297,19 +333,100 @@ def _seed(seed: int, loader_generator: torch.Generator) -> None:
     loader_generator.manual_seed(seed)
 
 
-def _load_training_state(path: Path, config: TrainConfig, method: Methods | None) -> dict[str, Any]:
-    """last.pt, checked to belong to the same run (same settings, same method)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved, current = state["config"], asdict(config)
-    changed = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items()
-               if key not in RUNTIME_FIELDS and saved.get(key) != value]
-    if state["method"] != describe_method(method):
-        changed.append(f"method: {state['method']} -> {describe_method(method)}")
+# ------------------------------------------------------------------------------------ the run folder, resume
+
+class _NotRecorded:
+    """Stands for a field that one of two compared records lacks."""
+
+    def __repr__(self) -> str:
+        return "<not recorded>"
+
+
+_NOT_RECORDED = _NotRecorded()
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """"name: saved -> current" for every key whose value differs between two records (or that one lacks)."""
+    keys = dict.fromkeys([*current, *saved])
+    return [f"{key}: {saved.get(key, _NOT_RECORDED)!r} -> {current.get(key, _NOT_RECORDED)!r}"
+            for key in keys if saved.get(key, _NOT_RECORDED) != current.get(key, _NOT_RECORDED)]
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """last.pt's content, with errors that name the file and say what to do."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"{path} is corrupt or truncated ({type(error).__name__}: {reason}), so the run can't be "
+                         f"resumed from it; delete it and {path.parent / 'metrics.jsonl'} to train the run from the "
+                         "start, or train into another out_dir (--out)") from error
+    if not (isinstance(state, dict) and STATE_KEYS <= state.keys()):
+        raise ValueError(f"{path} is not a training state written by rv.train (it lacks "
+                         f"{sorted(STATE_KEYS - set(state) if isinstance(state, dict) else STATE_KEYS)}); "
+                         "train into another out_dir (--out)")
+    return state
+
+
+def load_training_state(path: str | os.PathLike, config: TrainConfig, method: Methods | None,
+                        settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's last.pt, checked to continue the same run: the same TrainConfig (but RUNTIME_FIELDS), method and
+    settings.
+
+    Raises:
+        FileNotFoundError: there is no `path`.
+        ValueError: `path` is corrupt, or not a training state, or resuming would change the run (the message names
+            every field that differs, as "name: recorded -> asked for").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"there is no {path} to resume from; start the run without resume=True (--resume)")
+    state = _read_state(path)
+    saved = {key: value for key, value in state["config"].items() if key not in RUNTIME_FIELDS}
+    current = {key: value for key, value in asdict(config).items() if key not in RUNTIME_FIELDS}
+    changed = _differences(saved, current)
+    changed += _differences({"method": state["method"]}, {"method": describe_method(method)})
+    changed += _differences(state.get("settings") or {}, settings or {})
     if changed:
         raise ValueError(f"{path} is from a different run; resuming would change {'; '.join(changed)}. Resume with "
                          "the same settings, or train into a new out_dir")
     return state
 
+
+def check_run_folder(config: TrainConfig, method: Methods | None = None, *, resume: bool = False,
+                     settings: dict[str, Any] | None = None) -> int:
+    """Raise now what `train` would raise about config.out_dir, so that a caller can fail before building data.
+
+    Returns:
+        the epochs the run has done: 0 for a new run, those recorded in last.pt when resuming.
+
+    Raises:
+        ValueError: resume without out_dir; a last.pt that is corrupt or from a different run.
+        FileExistsError: out_dir holds a run and resume is False.
+        FileNotFoundError: resume is True and out_dir holds no last.pt.
+        NotADirectoryError, PermissionError: out_dir can't be written.
+    """
+    last = _checkpoint_path(config, resume)
+    return load_training_state(last, config, method, settings)["epoch"] if resume else 0
+
+
+def _checkpoint_path(config: TrainConfig, resume: bool) -> Path | None:
+    """config.out_dir/last.pt (None without out_dir), checked to be writable and to agree with `resume`."""
+    if config.out_dir is None:
+        if resume:
+            raise ValueError("resume=True needs TrainConfig.out_dir, the folder of the run to continue")
+        return None
+    check_writable_folder(config.out_dir, "TrainConfig.out_dir")
+    last = Path(config.out_dir) / "last.pt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"there is no {last} to resume from; start the run without resume=True (--resume)")
+    if not resume and last.exists():
+        raise FileExistsError(f"{last} holds an earlier run; pass resume=True (--resume) to continue it, or train "
+                              "into another out_dir")
+    return last
+
+
+# --------------------------------------------------------------------------------------------- evaluation
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool,
              ranks: Ranks = Ranks()) -> tuple[float, float]:
@@ -327,8 +444,11 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bo
     return loss / count, correct / count
 
 
+# ----------------------------------------------------------------------------------------------- training
+
 def train(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainConfig | None = None,
-          method: Methods | None = None, *, resume: bool = False) -> TrainResult:
+          method: Methods | None = None, *, resume: bool = False,
+          settings: dict[str, Any] | None = None) -> TrainResult:
     """Train `model` in place with `method` (None: the model as it is), evaluating it at each epoch end.
 
     Args:
@@ -338,28 +458,28 @@ def train(model: nn.Module, train_set: Dataset, test_set: Dataset, config: Train
         config: the recipe; None means TrainConfig().
         method: a reduction method (EViT, ImagePiece: scheduled keep rate; ToMe: applied as is), a list of them
             (composed as by rv.apply, each keep rate scheduled), or None.
-        resume: continue from config.out_dir/last.pt if it exists (a fresh start if it doesn't).
+        resume: continue from config.out_dir/last.pt, which must exist.
+        settings: what else defines the run, as plain data (the command line passes its model and data options):
+            recorded in last.pt, and a resume that would change any of it is refused.
 
     Returns:
         the metrics, history and checkpoint path. The model is left in eval mode with `method` applied.
 
     Raises:
-        ValueError: settings that don't fit (batch vs ranks or data, the keep-rate schedule, a resume that would
-            change the run's settings).
+        ValueError: settings that don't fit (batch vs ranks or data, the keep-rate schedule, a device this machine
+            lacks, a resume that would change the run, a corrupt last.pt).
         FileExistsError: out_dir holds a run and resume is False.
+        FileNotFoundError: resume is True and out_dir holds no last.pt.
+        NotADirectoryError, PermissionError: out_dir can't be written.
     """
     config = config or TrainConfig()
     check_schedule(config, method)
     ranks = Ranks.from_env()
-    if config.batch_size % ranks.world_size:
-        raise ValueError(f"TrainConfig.batch_size={config.batch_size} (global) must split evenly across "
-                         f"{ranks.world_size} ranks")
-    if (config.mixup or config.cutmix) and config.batch_size // ranks.world_size % 2:
-        raise ValueError(f"mixup/cutmix pair up the images of a batch: the batch per rank, "
-                         f"{config.batch_size // ranks.world_size}, must be even")
+    _check_batch(config, ranks)
+    device = resolve_device(config.device, ranks.local_rank)
+    last = _checkpoint_path(config, resume)
     if config.deterministic:  # cuBLAS reads this when CUDA starts; without it some matmuls are non-deterministic
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    device = resolve_device(config.device, ranks.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     owns_group = ranks.world_size > 1 and not dist.is_initialized()
@@ -369,30 +489,96 @@ def train(model: nn.Module, train_set: Dataset, test_set: Dataset, config: Train
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(model, train_set, test_set, config, method, resume, ranks, device)
+        return _fit(model, train_set, test_set, config, method, resume, settings, last, ranks, device)
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
         if owns_group:
             dist.destroy_process_group()
 
 
+def _check_batch(config: TrainConfig, ranks: Ranks) -> None:
+    """Raise ValueError if the global batch doesn't split evenly across ranks, or can't pair up for mixup."""
+    if config.batch_size % ranks.world_size:
+        raise ValueError(f"TrainConfig.batch_size={config.batch_size} (global) must split evenly across "
+                         f"{ranks.world_size} ranks")
+    if (config.mixup or config.cutmix) and config.batch_size // ranks.world_size % 2:
+        raise ValueError(f"mixup/cutmix pair up the images of a batch: the batch per rank, "
+                         f"{config.batch_size // ranks.world_size}, must be even")
+
+
+@dataclass
+class _Loaders:
+    """This rank's data: the shuffled training batches and its share of the test set."""
+
+    train: DataLoader
+    test: DataLoader
+    sampler: DistributedSampler       # set_epoch(epoch) reshuffles the training set
+    generator: torch.Generator        # the training loader's RNG, saved and restored with the others
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train)
+
+
+@dataclass
+class _Run:
+    """What the steps of one training run share: fixed once training starts."""
+
+    model: nn.Module
+    network: nn.Module                # the model, or the model wrapped in DistributedDataParallel
+    method: Methods | None
+    keep_targets: list[float]         # the keep rates the schedule leads to (empty: no schedule)
+    config: TrainConfig
+    loaders: _Loaders
+    optimizer: torch.optim.Optimizer
+    mixup: Mixup | None
+    criterion: nn.Module
+    ranks: Ranks
+    device: torch.device
+    amp: bool                         # bf16 autocast (on CUDA only)
+    last: Path | None                 # where each epoch's state goes (None: nowhere)
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: the epochs done, the iterations done, and one record per epoch done."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainConfig, method: Methods | None,
-         resume: bool, ranks: Ranks, device: torch.device) -> TrainResult:
-    out = Path(config.out_dir) if config.out_dir is not None else None
-    last = out / "last.pt" if out is not None else None
-    if resume and last is None:
-        raise ValueError("resume=True needs TrainConfig.out_dir, the folder of the run to continue")
-    if not resume and last is not None and last.exists():
-        raise FileExistsError(f"{last} holds an earlier run; pass resume=True (--resume) to continue it, or train "
-                              "into another out_dir")
+         resume: bool, settings: dict[str, Any] | None, last: Path | None, ranks: Ranks,
+         device: torch.device) -> TrainResult:
+    """`train` once the process is set up: load or seed, then train, evaluate and save epoch by epoch."""
+    loaders = _make_loaders(train_set, test_set, config, ranks, device)
+    model.to(device)
+    optimizer = create_optimizer_v2(model, "adamw", lr=config.peak_lr, weight_decay=config.weight_decay)
+    if resume:
+        progress = _restore(last, model, optimizer, loaders.generator, config, method, settings, ranks)
+    else:
+        _seed(config.seed + ranks.rank, loaders.generator)
+        progress = _Progress()
+    run = _start_run(model, method, config, loaders, optimizer, ranks, device, last)
+    for epoch in range(progress.epoch, config.epochs):
+        _run_epoch(run, progress, epoch, settings)
+    if method is not None:
+        apply(model, method)
+    model.eval()                                            # also when a finished run is resumed
+    return TrainResult(metrics=progress.history[-1], history=progress.history, checkpoint=last)
+
+
+def _make_loaders(train_set: Dataset, test_set: Dataset, config: TrainConfig, ranks: Ranks,
+                  device: torch.device) -> _Loaders:
+    """The data loaders of this rank; ValueError if the training set is smaller than a batch or the test set empty."""
     per_rank = config.batch_size // ranks.world_size
     sampler = DistributedSampler(train_set, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=True,
                                  seed=config.seed, drop_last=True)
-    loader_generator = torch.Generator()
+    generator = torch.Generator()
     train_loader = DataLoader(train_set, per_rank, sampler=sampler, num_workers=config.num_workers,
-                              pin_memory=device.type == "cuda", drop_last=True, generator=loader_generator)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+                              pin_memory=device.type == "cuda", drop_last=True, generator=generator)
+    if len(train_loader) == 0:
         raise ValueError(f"the training set ({len(train_set)} images) is smaller than one batch "
                          f"({config.batch_size}); lower TrainConfig.batch_size")
     if len(test_set) == 0:
@@ -400,103 +586,143 @@ def _fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainC
     # Rank r evaluates test images r, r + W, ...; the sums over ranks count every image once.
     test_loader = DataLoader(Subset(test_set, range(ranks.rank, len(test_set), ranks.world_size)), per_rank,
                              num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    return _Loaders(train_loader, test_loader, sampler, generator)
 
-    model.to(device)
-    optimizer = create_optimizer_v2(model, "adamw", lr=config.peak_lr, weight_decay=config.weight_decay)
-    history: list[dict[str, Any]] = []
-    start_epoch = step = 0
-    state = _load_training_state(last, config, method) if resume and last.exists() else None
-    if state is not None:
+
+def _restore(last: Path, model: nn.Module, optimizer: torch.optim.Optimizer, loader_generator: torch.Generator,
+             config: TrainConfig, method: Methods | None, settings: dict[str, Any] | None,
+             ranks: Ranks) -> _Progress:
+    """Load the weights, optimizer state and RNG states of `last` (checked to be the same run); where it stands."""
+    state = load_training_state(last, config, method, settings)
+    try:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        rng = state["rng"]
-        if len(rng) == ranks.world_size:
-            _set_rng_state(rng[ranks.rank], loader_generator)
-        else:  # resumed on another number of ranks: the data order is the same, augmentation draws differ
-            _seed(config.seed + ranks.rank + start_epoch, loader_generator)
-    else:
-        _seed(config.seed + ranks.rank, loader_generator)
+    except RuntimeError as error:
+        first = str(error).splitlines()[:3]
+        raise ValueError(f"{last} holds the weights of another architecture than this model "
+                         f"({' '.join(line.strip() for line in first)}); resume with the model it was trained "
+                         "with") from error
+    optimizer.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    if len(rng) == ranks.world_size:
+        _set_rng_state(rng[ranks.rank], loader_generator)
+    else:  # resumed on another number of ranks: the data order is the same, augmentation draws differ
+        _seed(config.seed + ranks.rank + state["epoch"], loader_generator)
+    return _Progress(state["epoch"], state["step"], state["history"])
 
-    keep_targets = keep_rate_targets(method)
+
+def _start_run(model: nn.Module, method: Methods | None, config: TrainConfig, loaders: _Loaders,
+               optimizer: torch.optim.Optimizer, ranks: Ranks, device: torch.device, last: Path | None) -> _Run:
+    """Apply the method, wrap the model for DDP and pick the loss: what every epoch then uses."""
     if method is not None:
         apply(model, method)
     network = model if ranks.world_size == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp = config.amp and device.type == "cuda"
     mixup = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
                   num_classes=model.num_classes) if config.mixup or config.cutmix else None
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
-    show = config.progress and ranks.is_main
-
-    for epoch in range(start_epoch, config.epochs):
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        network.train()
-        totals = torch.zeros(3, device=device)             # loss sum, correct, count
-        keep = None
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
-                   disable=None if show else True)         # None: a bar in notebooks and terminals, not in logs
-        for images, labels in bar:
-            if keep_targets:
-                def keep_for(target: float) -> float:
-                    return keep_rate_at(step, steps_per_epoch, target, config.keep_warmup_epochs,
-                                        config.keep_decay_epochs)
-
-                apply(model, at_keep_rates(method, keep_for))
-                keep = keep_for(keep_targets[0])
-            lr = lr_at(step, total_steps, warmup_steps, config.peak_lr, config.final_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            inputs, targets = mixup(images, labels) if mixup else (images, labels)
-            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                logits = network(inputs).float()
-            loss = criterion(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            totals += torch.stack([loss.detach() * len(labels), (logits.argmax(-1) == labels).sum(),
-                                   torch.tensor(len(labels), device=device)])
-        loss_sum, correct, count = _sum_across_ranks(totals, ranks).tolist()   # waits for the GPU's queue
-        train_seconds = time.perf_counter() - started
-        if method is not None:
-            apply(model, method)
-        test_loss, test_acc = evaluate(model, test_loader, device, amp, ranks)
-        history.append({
-            "epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": correct / count,
-            "test_loss": test_loss, "test_acc": test_acc, "keep_rate": keep, "lr": lr,
-            "images_per_second": count / train_seconds, "seconds": time.perf_counter() - started,
-        })
-        if out is not None:
-            _save_epoch(out, model, optimizer, config, method, epoch + 1, step, history, loader_generator, ranks)
-        if show:
-            print(format_record(history[-1], config.epochs), flush=True)
-
-    if method is not None:
-        apply(model, method)
-    return TrainResult(metrics=history[-1], history=history, checkpoint=last)
+    return _Run(model, network, method, keep_rate_targets(method), config, loaders, optimizer, mixup, criterion,
+                ranks, device, config.amp and device.type == "cuda", last)
 
 
-def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                method: Methods | None, epoch: int, step: int, history: list[dict[str, Any]],
-                loader_generator: torch.Generator, ranks: Ranks) -> None:
+def _run_epoch(run: _Run, progress: _Progress, epoch: int, settings: dict[str, Any] | None) -> None:
+    """Train one epoch, evaluate, record it in progress.history, save the state and print the epoch's line."""
+    started = time.perf_counter()
+    trained = _train_epoch(run, progress, epoch)
+    if run.method is not None:
+        apply(run.model, run.method)                        # evaluated at the method's own keep rate
+    test_loss, test_acc = evaluate(run.model, run.loaders.test, run.device, run.amp, run.ranks)
+    progress.history.append({
+        "epoch": epoch + 1, "train_loss": trained["loss"], "train_acc": trained["acc"],
+        "test_loss": test_loss, "test_acc": test_acc, "keep_rate": trained["keep_rate"], "lr": trained["lr"],
+        "images_per_second": trained["images_per_second"], "seconds": time.perf_counter() - started,
+    })
+    progress.epoch = epoch + 1
+    if run.last is not None:
+        _save_epoch(run, progress, settings)
+    if run.config.progress and run.ranks.is_main:
+        print(format_record(progress.history[-1], run.config.epochs), flush=True)
+
+
+def _train_epoch(run: _Run, progress: _Progress, epoch: int) -> dict[str, Any]:
+    """One pass over the training set, advancing progress.step.
+
+    Returns:
+        the epoch's mean training loss and accuracy (over all ranks), the keep rate and learning rate of its last
+        iteration, and its training speed in images per second.
+    """
+    started = time.perf_counter()
+    run.loaders.sampler.set_epoch(epoch)
+    run.network.train()
+    totals = torch.zeros(3, device=run.device)              # loss sum, correct, count
+    keep = lr = None
+    show = run.config.progress and run.ranks.is_main
+    batches = tqdm(run.loaders.train, desc=f"epoch {epoch + 1}/{run.config.epochs}", unit="batch", leave=False,
+                   disable=None if show else True)          # None: a bar in notebooks and terminals, not in logs
+    for images, labels in batches:
+        keep = _schedule_keep_rate(run, progress.step)
+        lr = _schedule_lr(run, progress.step)
+        totals += _train_step(run, images, labels)
+        progress.step += 1
+    loss_sum, correct, count = _sum_across_ranks(totals, run.ranks).tolist()   # waits for the GPU's queue
+    return {"loss": loss_sum / count, "acc": correct / count, "keep_rate": keep, "lr": lr,
+            "images_per_second": count / (time.perf_counter() - started)}
+
+
+def _schedule_keep_rate(run: _Run, step: int) -> float | None:
+    """Apply the method at iteration `step`'s keep rates; the first of them (None without a keep-rate method)."""
+    if not run.keep_targets:
+        return None
+    config = run.config
+
+    def keep_for(target: float) -> float:
+        return keep_rate_at(step, run.loaders.steps_per_epoch, target, config.keep_warmup_epochs,
+                            config.keep_decay_epochs)
+
+    apply(run.model, at_keep_rates(run.method, keep_for))
+    return keep_for(run.keep_targets[0])
+
+
+def _schedule_lr(run: _Run, step: int) -> float:
+    """Set iteration `step`'s learning rate in every parameter group; returns it."""
+    steps = run.loaders.steps_per_epoch
+    lr = lr_at(step, run.config.epochs * steps, run.config.warmup_epochs * steps, run.config.peak_lr,
+               run.config.final_lr)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _train_step(run: _Run, images: Tensor, labels: Tensor) -> Tensor:
+    """One optimizer step on a batch (images [b, 3, H, W], labels [b]); returns [3]: loss sum, correct, count."""
+    images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+    inputs, targets = run.mixup(images, labels) if run.mixup else (images, labels)
+    with torch.autocast(run.device.type, torch.bfloat16, enabled=run.amp):
+        logits = run.network(inputs).float()
+    loss = run.criterion(logits, targets)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return torch.stack([loss.detach() * len(labels), (logits.argmax(-1) == labels).sum(),
+                        torch.tensor(len(labels), device=run.device)])
+
+
+def _save_epoch(run: _Run, progress: _Progress, settings: dict[str, Any] | None) -> None:
     """Rank 0 writes last.pt (atomically) and then metrics.jsonl; every rank contributes its RNG state."""
-    rng = [_rng_state(loader_generator)]
-    if ranks.world_size > 1:
-        gathered: list[Any] = [None] * ranks.world_size
+    rng = [_rng_state(run.loaders.generator)]
+    if run.ranks.world_size > 1:
+        gathered: list[Any] = [None] * run.ranks.world_size
         dist.all_gather_object(gathered, rng[0])
         rng = gathered
-    if not ranks.is_main:
+    if not run.ranks.is_main:
         return
-    state = {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "config": asdict(config), "method": describe_method(method), "history": history, "rng": rng}
-    write_atomically(out / "last.pt", lambda file: torch.save(state, file))
+    state = {"epoch": progress.epoch, "step": progress.step, "model": run.model.state_dict(),
+             "optimizer": run.optimizer.state_dict(), "config": asdict(run.config),
+             "method": describe_method(run.method), "settings": settings or {}, "history": progress.history,
+             "rng": rng}
+    write_atomically(run.last, lambda file: torch.save(state, file))
     # Written after last.pt: a kill in between leaves metrics.jsonl one epoch behind, never ahead of, last.pt.
-    lines = "".join(json.dumps(record) + "\n" for record in history)
-    write_atomically(out / "metrics.jsonl", lambda file: file.write(lines.encode()))
+    lines = "".join(json.dumps(record) + "\n" for record in progress.history)
+    write_atomically(run.last.parent / "metrics.jsonl", lambda file: file.write(lines.encode()))
 
 
 def format_record(record: dict[str, Any], epochs: int) -> str:
@@ -505,194 +731,3 @@ def format_record(record: dict[str, Any], epochs: int) -> str:
     return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:.1%}"
             f"  test loss {record['test_loss']:.4f} acc {record['test_acc']:.1%}{keep}  lr {record['lr']:.2e}"
             f"  {record['images_per_second']:.0f} img/s  {record['seconds']:.1f} s")
-
-
-# ---------------------------------------------------------------------------------------------------- the CLI
-
-METHODS = {"none": None, "evit": "EViT", "imagepiece": "ImagePiece", "tome": "ToMe"}
-METHOD_OPTIONS = (("--keep-rate", "keep_rate"), ("--r", "r"), ("--layers", "layers"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m retokviz.train", description=__doc__.split("\n\n")[0])
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="vit_tiny_patch16_224", help="a timm ViT name (never downloaded)")
-    model.add_argument("--img-size", type=int, default=128)
-    model.add_argument("--embed-dim", type=int, default=192)
-    model.add_argument("--depth", type=int, default=6, help="6 keeps the default model under 12 MB")
-    model.add_argument("--num-heads", type=int, default=3)
-    model.add_argument("--num-classes", type=int, help="default: the data set's number of classes")
-    model.add_argument("--coherence-stem", action="store_true", help="ImagePiece's local-coherence conv stem")
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default="clutter", help="'clutter' (generated) or a folder with train/ and val/")
-    data.add_argument("--train-size", type=int, default=5000, help="clutter: training images")
-    data.add_argument("--test-size", type=int, default=1000, help="clutter: test images")
-    data.add_argument("--data-seed", type=int, default=0, help="clutter: the seed of the generated images")
-    data.add_argument("--auto-augment", help="folder: timm's auto_augment, e.g. rand-m9-mstd0.5-inc1 (RandAugment)")
-    method = parser.add_argument_group("method")
-    method.add_argument("--method", choices=sorted(METHODS), default="none")
-    method.add_argument("--keep-rate", type=float, help="evit, imagepiece: the keep rate, in (0, 1]")
-    method.add_argument("--r", type=int, help="tome: tokens merged per block")
-    method.add_argument("--layers", type=int, nargs="+", help="the reduction blocks, 0-based")
-    recipe = parser.add_argument_group("recipe")
-    recipe.add_argument("--epochs", type=int, default=defaults.epochs)
-    recipe.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global, over all ranks")
-    recipe.add_argument("--lr", type=float, help="default: 5e-4 x batch-size / 512")
-    recipe.add_argument("--min-lr", type=float, help="default: lr / 50")
-    recipe.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    recipe.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
-    recipe.add_argument("--keep-warmup-epochs", type=int, default=defaults.keep_warmup_epochs)
-    recipe.add_argument("--keep-decay-epochs", type=int, default=defaults.keep_decay_epochs)
-    recipe.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    recipe.add_argument("--mixup", type=float, default=defaults.mixup, help="alpha, e.g. 0.8 (DeiT)")
-    recipe.add_argument("--cutmix", type=float, default=defaults.cutmix, help="alpha, e.g. 1.0 (DeiT)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    run.add_argument("--num-workers", type=int, default=defaults.num_workers)
-    run.add_argument("--out", default="runs/train", help="where last.pt and metrics.jsonl go")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar, no line per epoch")
-    run.add_argument("--export", metavar="NAME", help="then write NAME.safetensors for rv.load_checkpoint")
-    run.add_argument("--export-dir", default=str(DATA_DIR), help="where --export writes (default: data/)")
-    return parser
-
-
-def _method_from_args(args: argparse.Namespace) -> Method | None:
-    """The method the options ask for; ValueError or TypeError on options that don't apply or bad values."""
-    import retokviz
-
-    name = METHODS[args.method]
-    cls = None if name is None else getattr(retokviz, name, None)
-    if name is not None and cls is None:
-        raise ValueError(f"--method {args.method}: this retokviz has no {name}")
-    fields = {field.name for field in dataclasses.fields(cls)} if cls else set()
-    kwargs = {}
-    for option, field in METHOD_OPTIONS:
-        value = getattr(args, field)
-        if value is None:
-            continue
-        if field not in fields:
-            raise ValueError(f"{option} does not apply to --method {args.method}")
-        kwargs[field] = tuple(value) if field == "layers" else value
-    return None if cls is None else cls(**kwargs)
-
-
-def _load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset]:
-    """The training and test sets the options name (retokviz.data is imported only here)."""
-    from retokviz import data
-
-    if args.data == "clutter":
-        return (data.ClutterDataset(args.train_size, args.data_seed, "train", args.img_size),
-                data.ClutterDataset(args.test_size, args.data_seed, "test", args.img_size))
-    return (data.image_folder(args.data, "train", args.img_size, True, auto_augment=args.auto_augment),
-            data.image_folder(args.data, "val", args.img_size, False))
-
-
-def _num_classes(train_set: Dataset, test_set: Dataset) -> int | None:
-    """The number of classes: `len(classes)` (ImageFolder), else 1 + the largest label an in-memory `labels`
-    tensor holds (ClutterDataset), else None."""
-    classes = getattr(train_set, "classes", None)
-    if classes is not None:
-        return len(classes)
-    if all(isinstance(getattr(data, "labels", None), torch.Tensor) for data in (train_set, test_set)):
-        return 1 + max(int(data.labels.max()) for data in (train_set, test_set))
-    return None
-
-
-def describe_conditions(args: argparse.Namespace, config: TrainConfig, method: Methods | None,
-                        model_kwargs: dict[str, Any], train_set: Dataset, test_set: Dataset) -> str:
-    """The conditions of a run, printed before it starts."""
-    from retokviz.bench import describe_device
-
-    ranks = Ranks.from_env()
-    device = resolve_device(config.device, ranks.local_rank)
-    data = (f"clutter, data seed {args.data_seed}" if args.data == "clutter" else
-            f"folder {args.data}, auto_augment {args.auto_augment}")
-    conditions = {
-        "model": f"{args.model} {model_kwargs}" + (" + coherence stem" if args.coherence_stem else ""),
-        "data": f"{data}: {len(train_set)} train / {len(test_set)} test images",
-        "method": describe_method(method) or "none",
-        "epochs": config.epochs,
-        "batch": f"{config.batch_size} global = {config.batch_size // ranks.world_size} x {ranks.world_size} ranks",
-        "lr": f"AdamW {config.peak_lr:.3g} -> {config.final_lr:.3g} (cosine), warm-up {config.warmup_epochs} "
-              f"epochs, weight decay {config.weight_decay}",
-        "keep schedule": (f"1.0 for {config.keep_warmup_epochs} epochs, cosine to {method.keep_rate} over "
-                          f"{config.keep_decay_epochs}" if keep_rate_targets(method) else "none"),
-        "regularisation": f"label smoothing {config.label_smoothing}, mixup {config.mixup}, cutmix {config.cutmix}",
-        "device": f"{describe_device(device)}, {'bf16 autocast' if config.amp and device.type == 'cuda' else 'fp32'}",
-        "seed": f"{config.seed}, deterministic algorithms: {config.deterministic}",
-        "out": f"{config.out_dir}" + (" (resuming)" if args.resume else ""),
-        "versions": f"torch {torch.__version__}, timm {timm.__version__}",
-    }
-    return "\n".join(f"{key:>15}: {value}" for key, value in conditions.items())
-
-
-def main(argv: list[str] | None = None) -> TrainResult:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for option in ("img_size", "embed_dim", "depth", "num_heads", "num_classes", "train_size", "test_size"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    if args.export is not None and (not args.export or Path(args.export).name != args.export
-                                    or args.export.endswith(".safetensors")):
-        parser.error(f"--export takes a file name without folder or suffix, got {args.export!r}")
-    if args.auto_augment is not None and args.data == "clutter":
-        parser.error("--auto-augment applies to image folders (--data PATH), not to the generated clutter data")
-    try:
-        method = _method_from_args(args)
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
-            weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-            keep_warmup_epochs=args.keep_warmup_epochs, keep_decay_epochs=args.keep_decay_epochs,
-            label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix, seed=args.seed,
-            device=args.device, amp=not args.no_amp, num_workers=args.num_workers, out_dir=args.out,
-            progress=not args.no_progress,
-        )
-        check_schedule(config, method)
-    except (ValueError, TypeError) as error:
-        parser.error(str(error))
-
-    train_set, test_set = _load_data(args)
-    num_classes = args.num_classes or _num_classes(train_set, test_set)
-    if not num_classes:
-        parser.error(f"the training set ({type(train_set).__name__}) lists no classes; pass --num-classes")
-    model_kwargs = {"num_classes": num_classes, "img_size": args.img_size, "embed_dim": args.embed_dim,
-                    "depth": args.depth, "num_heads": args.num_heads}
-    if Ranks.from_env().is_main:
-        print(describe_conditions(args, config, method, model_kwargs, train_set, test_set), flush=True)
-    torch.manual_seed(args.seed)                            # the model's initial weights
-    model = timm.create_model(args.model, pretrained=False, **model_kwargs)
-    if args.coherence_stem:
-        from retokviz.stem import use_coherence_stem
-
-        use_coherence_stem(model)
-    weight_bytes = sum(4 * value.numel() for value in model.state_dict().values())
-    if args.export is not None and weight_bytes > MAX_BYTES:  # say so now, not after training
-        parser.error(f"--export: this model's float32 weights take {weight_bytes:,} bytes, over the "
-                     f"{MAX_BYTES:,} bytes a bundled checkpoint may have; lower --depth or --embed-dim")
-    result = train(model, train_set, test_set, config, method, resume=args.resume)
-
-    if args.export is not None and Ranks.from_env().is_main:
-        from retokviz.bench import describe_device
-
-        recipe = {
-            "command": shlex.join(["python", "-m", "retokviz.train", *argv]),
-            "seed": args.seed, "world_size": Ranks.from_env().world_size,
-            "device": describe_device(resolve_device(config.device)),
-            "seconds": sum(record["seconds"] for record in result.history),
-            "epochs": config.epochs, "test_acc": result.metrics["test_acc"], "test_loss": result.metrics["test_loss"],
-            "torch": torch.__version__, "timm": timm.__version__,
-        }
-        info = export_checkpoint(model, Path(args.export_dir) / f"{args.export}.safetensors", recipe=recipe,
-                                 model_name=args.model, model_kwargs=model_kwargs)
-        print(f"exported {info.path} ({info.size_bytes / 1e6:.1f} MB, test accuracy {info.accuracy:.1%})")
-    return result
-
-
-if __name__ == "__main__":
-    main()

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,8 +15,9 @@ import torch
 from conftest import images_for, tiny_vit
 
 import retokviz as rv
-from retokviz.checkpoints import (DATA_DIR, CheckpointError, checkpoints, export_checkpoint, load_checkpoint,
-                                  resolve_checkpoint)
+from retokviz.checkpoints import (DATA_DIR, STALE_SECONDS, CheckpointError, checkpoints, export_checkpoint,
+                                  load_checkpoint, resolve_checkpoint, write_atomically)
+from retokviz.methods import registry
 from retokviz.stem import has_coherence_stem, use_coherence_stem
 
 RECIPE = {"command": "python -m retokviz.train --epochs 1", "seed": 0, "device": "cpu", "seconds": 1.5,
@@ -86,6 +92,10 @@ def test_unknown_name_lists_the_available_ones(tmp_path):
         export_checkpoint(tiny_vit(depth=2), tmp_path / f"{name}.safetensors", recipe=RECIPE)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint named 'vit_c' in .*; available: vit_a, vit_b$"):
         load_checkpoint("vit_c", directory=tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"no checkpoint named 'vit_a': there is no checkpoint folder "
+                                                rf"{tmp_path / 'empty'}"):
+        load_checkpoint("vit_a", directory=tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="available: none"):
         load_checkpoint("vit_a", directory=tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
@@ -122,8 +132,111 @@ def test_an_unknown_method_in_the_metadata_is_refused_without_running_anything(t
             "num_classes": 10, "img_size": 64, "patch_size": 16, "embed_dim": 48, "depth": 2, "num_heads": 3}},
             "method": {"name": name}}
         safetensors.torch.save_file(tensors, path, metadata={"retokviz": json.dumps(metadata)})
-        with pytest.raises(CheckpointError, match=rf"unknown method '{name}'; this retokviz has .*EViT"):
+        with pytest.raises(CheckpointError, match=rf"odd.safetensors: .*unknown method '{name}'; the methods are "
+                                                  r"evit, imagepiece, tome"):
             load_checkpoint(path)
+
+
+def header_with(path: Path, **changes) -> None:
+    """Rewrite the retokviz metadata of the checkpoint at `path` with `changes` (None removes an entry)."""
+    with safetensors.safe_open(path, framework="pt") as file:
+        header = json.loads(file.metadata()["retokviz"])
+    tensors = safetensors.torch.load_file(path)
+    header.update(changes)
+    header = {key: value for key, value in header.items() if value is not None}
+    safetensors.torch.save_file(tensors, path, metadata={"retokviz": json.dumps(header)})
+
+
+def test_listing_a_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"no checkpoint folder at {tmp_path / 'missing'}"):
+        checkpoints(tmp_path / "missing")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"no checkpoint folder at .*a_file \(it is a file\)"):
+        checkpoints(tmp_path / "a_file")
+
+
+def test_a_folder_named_like_a_checkpoint_is_not_one(tmp_path):
+    (tmp_path / "x.safetensors").mkdir()
+    export_checkpoint(tiny_vit(depth=2), tmp_path / "real.safetensors", recipe=RECIPE)
+    assert [info.name for info in checkpoints(tmp_path)] == ["real"]
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint named 'x' in .*; available: real$"):
+        load_checkpoint("x", directory=tmp_path)
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None])
+def test_an_unknown_format_version_is_refused_naming_the_file_and_the_versions_read(tmp_path, version):
+    path = tmp_path / "future.safetensors"
+    export_checkpoint(tiny_vit(depth=2), path, recipe=RECIPE)
+    header_with(path, format=version)
+    message = rf"{path} has retokviz metadata of format {version!r}; this retokviz reads format 1"
+    for read in (lambda: load_checkpoint(path), lambda: checkpoints(tmp_path)):
+        with pytest.raises(CheckpointError, match=message):
+            read()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model={"name": "vit_no_such_model", "kwargs": {}}),
+     r"describes a model that can't be built, timm.create_model\('vit_no_such_model', \*\*\{\}\): Unknown model"),
+    (dict(model={"name": "deit_small_patch16_224", "kwargs": {"depth": "two"}}), "can't be built"),
+    (dict(method={"name": "EViT", "keep_rate": 0.7, "layers": [7]}),
+     r"its method doesn't fit its model: EViT.layers=\(7,\) has block 7, outside this model's blocks 0..1"),
+    (dict(method={"name": "EViT", "keep_rate": 1.5}), r"no valid method: .*EViT.keep_rate must be in"),
+    (dict(method={"name": "EViT", "speed": 2}), r"no valid method: .*doesn't fit EViT"),
+    (dict(method="EViT"), r"no valid method: a method is described as"),
+])
+def test_metadata_that_does_not_build_names_the_file_and_the_problem(tmp_path, change, message):
+    path = tmp_path / "odd.safetensors"
+    export_checkpoint(tiny_vit(depth=2), path, recipe=RECIPE)
+    header_with(path, **change)
+    with pytest.raises(CheckpointError, match=rf"{path}: .*{message}"):
+        load_checkpoint(path)
+
+
+@dataclass(frozen=True)
+class RegisteredEViT(rv.EViT):
+    """A method known to the registry but not to the retokviz namespace."""
+
+
+def test_methods_are_looked_up_in_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    monkeypatch.setattr(registry, "_LABELS", dict(registry._LABELS))
+    registry.register(RegisteredEViT)
+    model = rv.apply(tiny_vit(depth=2), RegisteredEViT(keep_rate=0.5))
+    export_checkpoint(model, tmp_path / "registered.safetensors", recipe=RECIPE)
+    assert rv.method_of(load_checkpoint(tmp_path / "registered.safetensors")) == RegisteredEViT(keep_rate=0.5)
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_write_removes_the_temporary_files_killed_writes_left(tmp_path):
+    path = tmp_path / "m.safetensors"
+    dead = tmp_path / f".m.safetensors.{dead_pid()}.tmp"
+    running = tmp_path / f".m.safetensors.{os.getppid()}.tmp"           # a process that runs: a write in progress
+    old = tmp_path / ".m.safetensors.1.tmp"                               # pid 1 runs, but the file is old
+    other = tmp_path / f".other.safetensors.{dead_pid()}.tmp"            # another file's: left to its next write
+    for temporary in (dead, running, old, other):
+        temporary.write_bytes(b"half a file")
+    os.utime(old, (0, 0))                                                 # older than STALE_SECONDS
+    assert STALE_SECONDS <= 24 * 3600
+    write_atomically(path, lambda file: file.write(b"whole"))
+    assert path.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, running.name, other.name])
+
+
+def test_git_ignores_the_temporary_files_of_atomic_writes():
+    root = Path(rv.__file__).parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in ("data/.vit_tiny.safetensors.1234.tmp", "runs/evit/.last.pt.99.tmp", ".metrics.jsonl.5.tmp"):
+        run = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", name])
+        assert run.returncode == 0, f"{name} is not ignored"
+    run = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", "data/vit_tiny.safetensors"])
+    assert run.returncode == 1
 
 
 def test_export_enforces_the_size_limit_and_writes_nothing_above_it(tmp_path):

@@ -109,6 +109,22 @@ def test_patch_mask_marks_the_patch_of_each_pixel():
         data.patch_mask(torch.zeros(1, 40, 32, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("masks, patch_size, message", [
+    (torch.zeros(1, 32, 32, dtype=torch.bool), 0, "patch_size must be an int >= 1, got 0"),
+    (torch.zeros(1, 32, 32, dtype=torch.bool), True, "patch_size must be an int >= 1, got True"),
+    (torch.zeros(1, 32, 32, dtype=torch.bool), 8.0, "patch_size must be an int >= 1, got 8.0"),
+    (torch.zeros(32, 32, dtype=torch.bool), 16, r"masks must be a tensor \[n, H, W\], got shape \(32, 32\)"),
+    (np.zeros((1, 32, 32), dtype=bool), 16, r"masks must be a tensor \[n, H, W\], got ndarray"),
+])
+def test_patch_mask_names_a_bad_argument(masks, patch_size, message):
+    with pytest.raises(ValueError, match=message):
+        data.patch_mask(masks, patch_size)
+
+
+def test_the_clutter_classes_are_known_without_making_data():
+    assert data.ClutterDataset.classes == list(data.CLASSES)
+
+
 def test_clutter_dataset_yields_what_make_clutter_makes():
     dataset = data.ClutterDataset(5, 3, "train", image_size=64)
     images, labels, masks = data.make_clutter(5, 3, "train", image_size=64)
@@ -119,17 +135,30 @@ def test_clutter_dataset_yields_what_make_clutter_makes():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(image_size=100), "multiple of 16 and >= 64, got 100"),
+    (dict(image_size=100), "image_size must be an int, a multiple of 16 and >= 64, got 100"),
     (dict(image_size=48), "got 48"),
-    (dict(n=0), "positive int, got 0"),
+    (dict(image_size=True), "got True"),
+    (dict(image_size=64.0), "got 64.0"),
+    (dict(n=0), "n must be an int >= 1, got 0"),
     (dict(n=-3), "got -3"),
+    (dict(n=True), "n must be an int >= 1, got True"),
+    (dict(n=2.0), "n must be an int >= 1, got 2.0"),
     (dict(split="val"), "one of \\('train', 'test'\\), got 'val'"),
-    (dict(seed=-1), "non-negative int, got -1"),
+    (dict(seed=-1), "seed must be an int >= 0, got -1"),
+    (dict(seed=True), "seed must be an int >= 0, got True"),
+    (dict(seed="0"), "seed must be an int >= 0, got '0'"),
+    (dict(progress="yes"), "progress must be True or False, got 'yes'"),
 ])
-def test_bad_arguments_name_the_value(kwargs, message):
+@pytest.mark.parametrize("make", [data.make_clutter, data.render_clutter, data.ClutterDataset])
+def test_bad_arguments_name_the_value(make, kwargs, message):
     arguments = dict(n=2, seed=0, split="test", image_size=64) | kwargs
     with pytest.raises(ValueError, match=message):
-        data.make_clutter(**arguments)
+        make(**arguments)
+
+
+def test_numpy_ints_are_ints():
+    images, _, _ = data.make_clutter(np.int64(2), np.int32(0), image_size=np.int64(64))
+    assert torch.equal(images, data.make_clutter(2, 0, image_size=64)[0])
 
 
 def test_sample_photos_are_square_normalised_tensors():
@@ -145,6 +174,14 @@ def test_sample_photos_are_square_normalised_tensors():
 def test_an_unknown_photo_lists_the_bundled_ones():
     with pytest.raises(ValueError, match="'lena'.*astronaut, chelsea, coffee, motorcycle, rocket"):
         data.sample_photo("lena")
+
+
+@pytest.mark.parametrize("size", [0, -5, True, 32.0])
+def test_a_bad_photo_size_is_named(size):
+    with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size!r}"):
+        data.sample_photo("chelsea", size)
+    with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size!r}"):
+        data.sample_photos(size)
 
 
 def _write_images(folder, count: int, colour: tuple[int, int, int]) -> None:
@@ -181,3 +218,32 @@ def test_image_folder_errors_name_the_path_and_the_layout(tmp_path):
     (tmp_path / "train" / "cat").mkdir()
     with pytest.raises(FileNotFoundError, match=r"cat.*<class>/<image>"):
         data.image_folder(tmp_path, "train")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(image_size=0), "image_size must be an int >= 1, got 0"),
+    (dict(image_size=True), "image_size must be an int >= 1, got True"),
+    (dict(training="yes"), "training must be True or False, got 'yes'"),
+    (dict(split=""), "split must be the name of a folder in root, e.g. 'train' or 'val', got ''"),
+    (dict(auto_augment=5), "auto_augment must be None or a timm policy .*, got 5"),
+    (dict(auto_augment="fancy"), "auto_augment='fancy' is not a timm policy"),
+    (dict(split="val", auto_augment="rand-m9-mstd0.5-inc1"), "applies to the training transform, not to split 'val'"),
+    (dict(root=3), "root must be a path"),
+])
+def test_image_folder_names_a_bad_argument(tmp_path, kwargs, message):
+    for split in ("train", "val"):
+        _write_images(tmp_path / split / "cat", 1, (200, 30, 30))
+    with pytest.raises(ValueError, match=message):
+        data.image_folder(**(dict(root=tmp_path) | kwargs))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an image"])
+def test_a_corrupt_image_names_its_file(tmp_path, damage):
+    _write_images(tmp_path / "train" / "cat", 2, (200, 30, 30))
+    bad = tmp_path / "train" / "cat" / "1.jpg"
+    whole = bad.read_bytes()
+    bad.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else b"not an image")
+    folder = data.image_folder(tmp_path, "train", image_size=32)
+    assert folder[0][0].shape == (3, 32, 32)
+    with pytest.raises(OSError, match=rf"can't read the image {bad}: .*corrupt, truncated or not an image"):
+        folder[1]

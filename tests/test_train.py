@@ -4,10 +4,13 @@ Everything runs on tiny timm ViTs (2 blocks, width 48, 32 px images of 16 patche
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +24,8 @@ from torch.utils.data import Dataset, TensorDataset
 
 import retokviz as rv
 from retokviz.checkpoints import checkpoints, export_checkpoint, load_checkpoint
-from retokviz.training import TrainConfig, keep_rate_at, lr_at, main, train
+from retokviz.train.cli import main
+from retokviz.training import TrainConfig, keep_rate_at, lr_at, resolve_device, train
 
 NUM_CLASSES = 4
 VOLATILE = ("images_per_second", "seconds")      # timings: the only fields allowed to differ between two runs
@@ -182,6 +186,41 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
         train(tiny_model(), data, test, interrupted, method)
     with pytest.raises(ValueError, match=r"different run; resuming would change lr: 0.002 -> 0.001"):
         train(tiny_model(), data, test, tiny_config(out, epochs=3, lr=1e-3), method, resume=True)
+    with pytest.raises(ValueError, match=r"last.pt holds the weights of another architecture than this model"):
+        train(tiny_model(depth=3), data, test, interrupted, method, resume=True)
+
+
+def test_resume_without_a_run_to_resume_is_refused(tmp_path):
+    data = KilledAfter(tiny_data(32, 0), 0)                        # reading one image would be training
+    with pytest.raises(FileNotFoundError, match=rf"there is no {tmp_path / 'last.pt'} to resume from"):
+        train(tiny_model(), data, tiny_data(16, 1), tiny_config(tmp_path), resume=True)
+
+
+def test_resume_from_a_corrupt_state_names_the_file_and_what_to_do(tmp_path):
+    data, test = tiny_data(32, 0), tiny_data(16, 1)
+    train(tiny_model(), data, test, tiny_config(tmp_path, epochs=2))
+    last = tmp_path / "last.pt"
+    whole = last.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"", b"not a checkpoint at all"):
+        last.write_bytes(damaged)
+        with pytest.raises(ValueError, match=rf"{last} is corrupt or truncated .* delete it and .*metrics.jsonl"):
+            train(tiny_model(), KilledAfter(data, 0), test, tiny_config(tmp_path, epochs=2), resume=True)
+
+
+def test_an_out_dir_that_cannot_be_written_is_refused_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    config = tiny_config(tmp_path / "a_file" / "run")
+    with pytest.raises(NotADirectoryError, match=r"out_dir .*a_file/run: .*a_file is a file, not a folder"):
+        train(tiny_model(), KilledAfter(tiny_data(32, 0), 0), tiny_data(16, 1), config)
+
+
+def test_cuda_without_a_gpu_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda': this torch .* finds no CUDA GPU on this machine"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="finds no CUDA GPU"):
+        train(tiny_model(), KilledAfter(tiny_data(32, 0), 0), tiny_data(16, 1), tiny_config(device="cuda:0"))
 
 
 def test_a_checkpoint_killed_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
@@ -262,49 +301,163 @@ def test_two_gloo_ranks_train_like_one_process_on_the_same_global_batch(tmp_path
 # ----------------------------------------------------------------------------------------------- the CLI
 
 class FakeClutter(TensorDataset):
-    """Stands in for rv.data.ClutterDataset(n, seed, split, image_size) in the CLI test."""
+    """Stands in for rv.data.ClutterDataset(n, seed, split, image_size) in the CLI tests; `made` lists the
+    (n, seed, split) of every one made, to tell whether a command line got as far as making its data."""
 
     classes = [str(c) for c in range(NUM_CLASSES)]
+    made: list[tuple[int, int, str]] = []
 
     def __init__(self, n: int, seed: int, split: str, image_size: int) -> None:
+        FakeClutter.made.append((n, seed, split))
         data = tiny_data(n, seed + (split == "test"))
         super().__init__(*data.tensors)
 
 
+@contextlib.contextmanager
+def faked_clutter():
+    with pytest.MonkeyPatch.context() as patch:
+        fake = types.SimpleNamespace(ClutterDataset=FakeClutter)
+        patch.setitem(sys.modules, "retokviz.data", fake)
+        patch.setattr(rv, "data", fake, raising=False)             # in case the real one was imported already
+        FakeClutter.made.clear()
+        yield
+
+
 @pytest.fixture
-def fake_clutter(monkeypatch):
-    fake = types.SimpleNamespace(ClutterDataset=FakeClutter)
-    monkeypatch.setitem(sys.modules, "retokviz.data", fake)
-    monkeypatch.setattr(rv, "data", fake, raising=False)           # in case the real one was imported already
+def fake_clutter():
+    with faked_clutter():
+        yield
 
 
-def test_cli_trains_logs_and_exports_a_loadable_checkpoint(tmp_path, fake_clutter, capsys):
-    argv = ["--img-size", "32", "--embed-dim", "48", "--depth", "2", "--num-heads", "3", "--train-size", "32",
-            "--test-size", "16", "--method", "evit", "--keep-rate", "0.5", "--epochs", "2", "--batch-size", "16",
-            "--warmup-epochs", "0", "--keep-warmup-epochs", "0", "--keep-decay-epochs", "1", "--device", "cpu",
-            "--out", str(tmp_path / "run"), "--export", "tiny", "--export-dir", str(tmp_path)]
-    result = main(argv)
-    printed = capsys.readouterr().out
+# A tiny model on the fake clutter, on the CPU.
+TINY_MODEL = ["--img-size", "32", "--embed-dim", "48", "--depth", "2", "--num-heads", "3", "--batch-size", "16",
+              "--device", "cpu"]
+TINY_DATA = ["--train-size", "32", "--test-size", "16"]
+TINY_RUN = [*TINY_MODEL, *TINY_DATA, "--method", "evit", "--keep-rate", "0.5", "--epochs", "2", "--warmup-epochs",
+            "0", "--keep-warmup-epochs", "0", "--keep-decay-epochs", "1"]
+
+
+def refused(argv: list[str], capsys) -> str:
+    """The message of a command line that exits with a usage error, checked to have made no data."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert FakeClutter.made == []                                   # refused before making the data
+    return capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A command line run of 2 epochs that exports `tiny` into its folder, replacing a file there (--force)."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.safetensors").write_bytes(b"an older checkpoint")
+    argv = [*TINY_RUN, "--out", str(folder / "run"), "--export", "tiny", "--export-dir", str(folder), "--force"]
+    printed = io.StringIO()
+    with faked_clutter(), contextlib.redirect_stdout(printed):
+        result = main(argv)
+    return types.SimpleNamespace(folder=folder, argv=argv, result=result, printed=printed.getvalue())
+
+
+def test_cli_trains_logs_and_exports_a_loadable_checkpoint(finished_run):
+    folder, printed, result = finished_run.folder, finished_run.printed, finished_run.result
     for condition in ("model:", "data:", "method:", "batch:", "lr:", "keep schedule:", "device:", "seed:"):
         assert condition in printed
     assert "'keep_rate': 0.5" in printed and "epoch 2/2" in printed and "exported" in printed
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert f"{folder / 'tiny.safetensors'} (replacing it)" in printed
+    assert len((folder / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
-    [info] = checkpoints(tmp_path)
+    [info] = checkpoints(folder)
     assert info.name == "tiny" and info.accuracy == result.metrics["test_acc"]
     assert info.recipe["command"].startswith("python -m retokviz.train --img-size 32")
-    loaded = load_checkpoint("tiny", directory=tmp_path)
+    loaded = load_checkpoint("tiny", directory=folder)
     assert rv.method_of(loaded) == rv.EViT(keep_rate=0.5)
-    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    state = torch.load(folder / "run" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(loaded.state_dict()[key], value) for key, value in state.items())
 
 
+def test_cli_resume_refuses_other_data_or_model_options_naming_each(finished_run, fake_clutter, capsys):
+    last = finished_run.folder / "run" / "last.pt"
+    before = last.read_bytes()
+    message = refused([*finished_run.argv, "--resume", "--data-seed", "1", "--depth", "3", "--train-size", "48"],
+                      capsys)
+    assert f"{last} is from a different run; resuming would change" in message
+    for change in ("depth: 2 -> 3", "train_size: 32 -> 48", "data_seed: 0 -> 1"):
+        assert change in message
+    assert last.read_bytes() == before
+    # the same options resume: the run is complete, so nothing is trained
+    assert main([*finished_run.argv, "--resume"]).history == finished_run.result.history
+
+
+def test_cli_resume_from_a_corrupt_last_pt_names_the_file(finished_run, tmp_path, fake_clutter, capsys):
+    shutil.copytree(finished_run.folder / "run", tmp_path / "run")
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    message = refused([*TINY_RUN, "--out", str(tmp_path / "run"), "--resume"], capsys)
+    assert f"{last} is corrupt or truncated" in message and "delete it" in message
+
+
+def test_cli_resume_without_a_run_is_refused(tmp_path, fake_clutter, capsys):
+    message = refused([*TINY_RUN, "--out", str(tmp_path / "new"), "--resume"], capsys)
+    assert f"there is no {tmp_path / 'new' / 'last.pt'} to resume from" in message
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_refuses_to_replace_a_checkpoint_without_force(finished_run, tmp_path, fake_clutter, capsys):
+    exported = finished_run.folder / "tiny.safetensors"
+    before = exported.read_bytes()
+    message = refused([*TINY_RUN, "--out", str(tmp_path / "run"), "--export", "tiny", "--export-dir",
+                       str(finished_run.folder)], capsys)
+    assert f"--export tiny: {exported} exists already; pass --force to replace it" in message
+    assert exported.read_bytes() == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--export-dir"])
+def test_cli_checks_the_output_folders_before_anything_else(option, tmp_path, fake_clutter, capsys):
+    (tmp_path / "a_file").write_text("")
+    folders = {"--out": str(tmp_path / "run"), "--export-dir": str(tmp_path)}
+    folders[option] = str(tmp_path / "a_file" / "folder")
+    message = refused([*TINY_RUN, "--out", folders["--out"], "--export", "tiny", "--export-dir",
+                       folders["--export-dir"]], capsys)
+    assert f"{option} {tmp_path / 'a_file' / 'folder'}: {tmp_path / 'a_file'} is a file, not a folder" in message
+
+
+def test_cli_refuses_cuda_without_a_gpu_at_the_start(monkeypatch, tmp_path, fake_clutter, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = refused([*TINY_RUN, "--out", str(tmp_path / "run"), "--device", "cuda"], capsys)
+    assert "device 'cuda': this torch" in message and "finds no CUDA GPU" in message
+
+
+def test_cli_refuses_fewer_classes_than_the_data_has(tmp_path, fake_clutter, capsys):
+    message = refused([*TINY_RUN, "--out", str(tmp_path / "run"), "--num-classes", "2"], capsys)
+    assert "--num-classes 2 is below the 4 classes of the generated clutter data" in message
+
+
+@pytest.mark.parametrize("short", [["--epochs", "1", *TINY_DATA], ["--quick"]], ids=["epochs-1", "quick"])
+def test_a_short_run_fits_the_default_schedules_to_its_epochs(short, tmp_path, fake_clutter, capsys):
+    result = main([*TINY_MODEL, "--method", "evit", "--keep-rate", "0.5", "--out", str(tmp_path / "run"), *short])
+    printed = capsys.readouterr().out
+    assert len(result.history) == 1 and result.history[0]["epoch"] == 1
+    assert "shortened: to fit 1 epochs: --warmup-epochs 0 (default 2), --keep-warmup-epochs 0 (default 1), " \
+           "--keep-decay-epochs 1 (default 10)" in printed
+    sizes = (32, 16) if short[0] == "--epochs" else (512, 256)
+    assert FakeClutter.made == [(sizes[0], 0, "train"), (sizes[1], 0, "test")]
+
+
 def test_cli_refuses_to_train_a_model_too_big_to_export(tmp_path, fake_clutter, capsys):
-    with pytest.raises(SystemExit):
-        main(["--img-size", "32", "--depth", "12", "--train-size", "8", "--test-size", "8", "--export", "big",
-              "--export-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu"])
-    assert "over the 12,000,000 bytes a bundled checkpoint may have" in capsys.readouterr().err
+    message = refused(["--img-size", "32", "--depth", "12", "--train-size", "8", "--test-size", "8", "--export",
+                       "big", "--export-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu"],
+                      capsys)
+    assert "over the 12,000,000 bytes a bundled checkpoint may have" in message
     assert list(tmp_path.iterdir()) == []                           # refused before training
+
+
+def test_importing_the_command_line_keeps_rv_train_the_function():
+    script = ("import retokviz as rv, retokviz.train, retokviz.training\n"
+              "from retokviz.train import cli\n"
+              "from retokviz.train.cli import main\n"
+              "assert rv.train is retokviz.training.train, rv.train\n"
+              "assert callable(cli.main) and not hasattr(retokviz.training, 'main')\n")
+    run = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -342,10 +495,12 @@ def test_train_refuses_what_does_not_fit():
     (["--keep-rate", "0.5"], "--keep-rate does not apply to --method none"),
     (["--method", "evit", "--r", "4"], "--r does not apply to --method evit"),
     (["--epochs", "0"], "TrainConfig.epochs must be an int >= 1, got 0"),
-    (["--method", "evit", "--epochs", "5"], "must fit in epochs=5"),
+    (["--method", "evit", "--epochs", "5", "--keep-decay-epochs", "10"], "= 11, must fit in epochs=5"),
+    (["--warmup-epochs", "1", "--epochs", "1"], "TrainConfig.warmup_epochs must be an int in [0, epochs=1), got 1"),
     (["--depth", "0"], "--depth must be >= 1, got 0"),
     (["--export", "data/x.safetensors"], "--export takes a file name without folder or suffix"),
     (["--method", "dynamicvit"], "invalid choice: 'dynamicvit'"),
+    (["--data-seed", "-1"], "--data-seed must be >= 0, got -1"),
     (["--auto-augment", "rand-m9-mstd0.5-inc1"], "--auto-augment applies to image folders"),
 ])
 def test_cli_refuses_bad_arguments_before_doing_anything(argv, message, capsys):

@@ -1,4 +1,4 @@
 """python -m retokviz.train --help"""
-from retokviz.training import main
+from retokviz.train.cli import main
 
 main()
