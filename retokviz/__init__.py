@@ -19,6 +19,7 @@ from retokviz.methods.registry import method_names
 from retokviz.patch import UnsupportedModelError, applied, apply, method_of, remove
 from retokviz.provenance import LayerRecord, Status, Trace, record
 from retokviz.stem import CoherenceStem, use_coherence_stem
+from retokviz.sweep import SweepConfig, sweep
 import retokviz.train  # noqa: F401  the command line's package, loaded before `train` is bound to the function
 from retokviz.training import TrainConfig, TrainResult, train
 
@@ -62,6 +63,8 @@ __all__ = [
     "method_at",
     "method_names",
     "count_macs",
+    "SweepConfig",
+    "sweep",
     "explore",
     "method_of",
     "record",

@@ -127,7 +127,7 @@ class ReducingBlock(Block):
                 "attention can't follow; call the model without attn_mask / is_causal"
             )
         # Proportional attention (ToMe): a token standing for s patches is attended as if it were there s times.
-        bias = None if patch.sizes is None else patch.sizes.log()[:, None, None, :]        # [B, 1, 1, N]
+        bias = None if patch.sizes is None else patch.sizes.log().to(x.dtype)[:, None, None, :]   # [B, 1, 1, N]
         if not (acting or (methods and recorder is not None)):
             x = super().forward(x, *args, **kwargs) if bias is None else super().forward(x, attn_mask=bias)
             if recorder is not None:

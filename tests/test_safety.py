@@ -148,3 +148,14 @@ def test_the_package_imports_metrics_and_train_stays_the_function():
     code = ("import retokviz as rv, sys; assert 'retokviz.metrics' in sys.modules; "
             "assert callable(rv.metrics.accuracy); assert callable(rv.train)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("method", [rv.ToMe(r=3), [rv.ImagePiece(0.7), rv.ToMe(r=2)]], ids=repr)
+def test_merging_runs_in_bfloat16_with_explicit_attention(method):
+    """The log-size bias takes the tokens' dtype: timm's explicit attention (fused_attn off) multiplies it in."""
+    model = tiny_vit().to(torch.bfloat16)
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    rv.apply(model, method)
+    out = run(model, images_for(model).to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and bool(torch.isfinite(out.float()).all())

@@ -1,0 +1,100 @@
+"""The models a sweep measures: timm models by name and the project's checkpoints, built plain (no method), and the
+conditions of the machine they run on.
+
+A checkpoint trained with a method is swept as its plain ViT with each method applied in turn: its own method is
+removed, so its "none" row is the untouched network.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+
+from retokviz.checkpoints import build_model, checkpoints, load_checkpoint, resolve_checkpoint
+from retokviz.methods.registry import members, method_class
+from retokviz.patch import check_model, method_of, remove
+from retokviz.sweep.config import SweepConfig
+
+CHECKPOINT, TIMM = "checkpoint", "timm"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model to sweep: `name` is what the table's `model` column says; `kind` is CHECKPOINT or TIMM."""
+
+    name: str
+    kind: str
+
+
+def sources(config: SweepConfig) -> list[Source]:
+    """The sweep's models: the checkpoints, then the timm models, as given."""
+    return [Source(name, CHECKPOINT) for name in config.checkpoints] + [Source(name, TIMM) for name in config.models]
+
+
+def _timm_model(name: str, img_size: int | None, pretrained: bool) -> nn.Module:
+    """A timm model at `img_size`; one that takes no image size (a CNN) is made at its own, so that the support
+    check can say why it can't be patched."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, **({} if img_size is None else {"img_size": img_size}))
+    except TypeError as error:
+        if "img_size" not in str(error):
+            raise
+        return timm.create_model(name, pretrained=pretrained)
+
+
+def build(source: Source, config: SweepConfig) -> nn.Module:
+    """The model, float32, on the CPU, in eval mode, without a method."""
+    if source.kind == CHECKPOINT:
+        model = load_checkpoint(source.name)
+        if method_of(model) is not None:
+            remove(model)
+        return model.eval()
+    return _timm_model(source.name, config.img_size, config.pretrained).eval()
+
+
+def _shape_only(source: Source, config: SweepConfig) -> nn.Module:
+    """The model's structure on the meta device: no weights read, no memory, the RNG untouched."""
+    with torch.device("meta"):
+        if source.kind == CHECKPOINT:
+            path = resolve_checkpoint(source.name).resolve()
+            info = next(item for item in checkpoints(path.parent) if item.path.resolve() == path)
+            return build_model(info.model, info.model_kwargs, info.coherence_stem)
+        return _timm_model(source.name, config.img_size, pretrained=False)
+
+
+def check_supported(source: Source, config: SweepConfig) -> None:
+    """Refuse, before anything is measured, a model that can't run one of the sweep's methods.
+
+    Raises:
+        UnsupportedModelError: not a timm ViT retokviz patches, or it lacks what a method needs.
+    """
+    model = _shape_only(source, config)
+    for name in config.methods:
+        check_model(model, tuple(method_class(member)() for member in members(name)))
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU's model and the threads torch uses."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return device.type
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = torch.get_num_threads()
+    return f"cpu: {name}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def conditions(config: SweepConfig) -> dict[str, object]:
+    """The conditions every row of the sweep shares (the table's CONDITIONS columns)."""
+    return {"device": describe_device(torch.device(config.device)), "torch": torch.__version__,
+            "timm": timm.__version__, "compiled": config.compile, "warmup": config.warmup, "runs": config.iters,
+            "rounds": config.rounds}
+
