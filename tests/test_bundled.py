@@ -47,7 +47,7 @@ def test_the_baseline_reaches_95_percent_and_evit_and_imagepiece_at_0_7_stay_wit
 
 def test_a_bundled_model_refuses_an_image_size_it_cant_take_and_takes_other_multiples_of_16():
     model = rv.load_checkpoint(CHECKPOINTS["ImagePiece"])
-    with pytest.raises(ValueError, match=r"image sides must be multiples of 16, got 100 x 100"):
+    with pytest.raises(ValueError, match=r"takes images \[B, 3, H, W\] with H a multiple of 16 and W a multiple of 16, got a tensor of shape \(1, 3, 100, 100\)"):
         model(rv.data.make_clutter(1, 0, image_size=128)[0][:, :, :100, :100])
     images, _, _ = rv.data.make_clutter(2, 0, image_size=192)
     assert model(images).shape == (2, 10)
