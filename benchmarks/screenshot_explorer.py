@@ -1,0 +1,213 @@
+"""The explorer in a real browser: the save_html page opened in headless Chromium, its sliders moved, its script
+checked (the frame, the token count and the chart follow the sliders; a click follows a patch) and photographed
+(results/explorer-page.png). Then the live widget: JupyterLab on loopback runs notebooks/03_explorer.ipynb, the
+method button and the keep-rate slider are used in the browser, and the widget is photographed
+(results/explorer.png).
+
+    apt-get install -y chromium && pip install playwright        # Playwright's own browser download is not needed
+    python benchmarks/screenshot_explorer.py [--skip-lab]
+
+Exits non-zero when the page misbehaves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def browser(playwright):
+    executable = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if executable is None:
+        sys.exit("no Chromium found: apt-get install -y chromium")
+    return playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+
+
+def check_page(page_path: Path, shot: Path) -> None:
+    """Open the page offline, move its sliders, check what changes, and photograph it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = browser(playwright)
+        context = chromium.new_context(viewport={"width": 1080, "height": 700}, device_scale_factor=1,
+                                       offline=True)
+        page = context.new_page()
+        errors: list[str] = []
+        requests: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("request", lambda request: requests.append(request.url)
+                if not request.url.startswith(("file:", "data:")) else None)
+        page.goto(page_path.resolve().as_uri())
+        page.wait_for_function("window.retokviz !== undefined && document.querySelector('#chart .main-svg')")
+
+        def read() -> dict:
+            return page.evaluate("""() => ({src: document.getElementById('frame').src,
+                tokens: document.getElementById('token-count').textContent,
+                rate: document.getElementById('rate-value').textContent,
+                lines: document.querySelectorAll('#chart .scatterlayer .trace').length})""")
+
+        first = read()
+        assert first["lines"] == len(page.evaluate("window.retokviz.data.settings")), first
+        # The keep-rate slider to its lowest: another frame, fewer tokens.
+        page.eval_on_selector("#rate", "el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
+        low = read()
+        assert low["src"] != first["src"] and int(low["tokens"]) < int(first["tokens"]), (first, low)
+        # The block slider back to block 1, the view to pieces.
+        page.eval_on_selector("#block", "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
+        assert read()["src"] != low["src"]
+        page.check("#views input[value='1']")
+        # A keep rate in between for the picture, a click on a patch: its lineage is listed.
+        page.eval_on_selector("#rate", "el => { el.value = 3; el.dispatchEvent(new Event('input')); }")
+        page.eval_on_selector("#block", "el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+        page.check("#views input[value='0']")
+        # Follow the patch whose token carries the most patches leaving the last block (a merged piece).
+        row, col, rows, cols = page.evaluate("""() => {
+            const R = window.retokviz, s = R.data.settings[R.state.rate], owner = s.owner[R.state.block];
+            const counts = {}; owner.flat().forEach((t) => { if (t >= 0) counts[t] = (counts[t] || 0) + 1; });
+            let best = [0, 0], most = -1;
+            owner.forEach((line, r) => line.forEach((t, c) => { if (t >= 0 && counts[t] > most) { most = counts[t]; best = [r, c]; } }));
+            return [best[0], best[1], R.data.grid[0], R.data.grid[1]]; }""")
+        box = page.locator("#overlay").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * (col + 0.5) / cols, box["y"] + box["height"] * (row + 0.5) / rows)
+        items = page.locator("#lineage li").count()
+        assert items == page.evaluate("window.retokviz.data.num_blocks"), items
+        assert not errors, errors
+        assert not requests, f"the page asked the network for {requests}"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        chromium.close()
+    print(f"page ok: sliders, view toggle, chart and lineage work offline; screenshot {shot}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def photograph_lab(shot: Path, timeout: float = 240) -> None:
+    """Run notebooks/03_explorer.ipynb in JupyterLab (loopback, a token) and photograph the live widget."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    port, token = free_port(), secrets.token_hex(16)
+    jupyter = ROOT / ".venv" / "bin" / "jupyter"
+    scratch = Path(tempfile.mkdtemp(prefix="retokviz-lab-"))
+    # Settings of its own: never autosave (the notebook stays stored without outputs), start the kernel without
+    # asking, no news prompt; workspaces kept out of the user's.
+    for plugin, values in (("docmanager-extension/plugin", {"autosave": False, "autoStartDefaultKernel": True}),
+                           ("apputils-extension/notification", {"fetchNews": "false"})):
+        path = scratch / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    checkpoints_existed = (ROOT / "notebooks" / ".ipynb_checkpoints").exists()
+    lab = subprocess.Popen([str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                            f"--IdentityProvider.token={token}", "--allow-root", "--ServerApp.port_retries=0",
+                            f"--notebook-dir={ROOT}", f"--LabApp.user_settings_dir={scratch / 'settings'}",
+                            f"--LabApp.workspaces_dir={scratch / 'workspaces'}"],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "RETOKVIZ_QUICK": "1"}, start_new_session=True)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser(playwright)
+            page = chromium.new_page(viewport={"width": 1500, "height": 1000})
+            url = f"http://127.0.0.1:{port}/lab/tree/notebooks/03_explorer.ipynb?token={token}"
+            deadline = time.time() + 60
+            while True:
+                try:
+                    page.goto(url)
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(1)
+            page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+            select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+            try:   # JupyterLab may ask which kernel to start
+                select.wait_for(timeout=15_000)
+                select.click()
+            except PlaywrightTimeout:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
+            page.keyboard.press("Escape")
+            page.keyboard.press("Control+b")   # fold the file browser away: the widget gets the width
+            started = time.time()
+            page.get_by_text("Run", exact=True).first.click()
+            page.get_by_text("Run All Cells", exact=True).first.click()
+            saved = ROOT / "build" / "explorer.html"   # the last cell writes it: then every cell has run
+            while not (saved.exists() and saved.stat().st_mtime > started):
+                if time.time() > started + timeout:
+                    page.screenshot(path=str(shot.with_name("explorer-lab-timeout.png")), full_page=True)
+                    raise TimeoutError(f"the notebook did not finish in {timeout} s (what the page showed: "
+                                       f"{shot.with_name('explorer-lab-timeout.png')})")
+                time.sleep(1)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
+            page.locator(".jp-Notebook").first.press("Control+Home")
+            for answer in ("No", "Dismiss"):   # JupyterLab's news prompt, if it shows
+                button = page.get_by_role("button", name=answer)
+                if button.count():
+                    button.first.click()
+            cell = page.locator(".jp-Cell", has=page.locator(".widget-image")).first
+            cell.scroll_into_view_if_needed()
+            # In the browser, as a reader would: ImagePiece, keep rate down to 0.5 with the keyboard, block 2.
+            cell.get_by_role("button", name="ImagePiece", exact=True).click()
+            cell.get_by_role("button", name="status", exact=True).click()
+            handle = cell.locator(".widget-slider", has_text="keep rate").locator(".noUi-handle").first
+            handle.focus()
+            value = cell.locator(".widget-slider", has_text="keep rate").locator(".widget-readout").first
+            before = value.text_content()
+            for _ in range(4):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function("(el) => el.textContent.trim() === '0.50'", arg=value.element_handle(),
+                                   timeout=30_000)
+            picture = cell.locator(".widget-image").first
+            src = picture.get_attribute("src")
+            page.wait_for_function("([el, old]) => el.src !== old", arg=[picture.element_handle(), src],
+                                   timeout=30_000)
+            time.sleep(1.5)
+            assert before != value.text_content()
+            cell.locator(".jp-OutputArea").first.screenshot(path=str(shot))
+            chromium.close()
+        print(f"live widget photographed in JupyterLab: {shot}")
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        lab.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not checkpoints_existed:
+            shutil.rmtree(ROOT / "notebooks" / ".ipynb_checkpoints", ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--page", type=Path, default=ROOT / "build" / "explorer.html",
+                        help="where to write the page (made here from the bundled models)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "explorer-page.png",
+                        help="the page's screenshot")
+    parser.add_argument("--lab-out", type=Path, default=ROOT / "results" / "explorer.png",
+                        help="the live widget's screenshot")
+    parser.add_argument("--skip-lab", action="store_true", help="photograph the page only")
+    args = parser.parse_args()
+    from retokviz.explorer import explore
+
+    ex = explore()
+    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", image=1)
+    ex.save_html(args.page)
+    check_page(args.page, args.out)
+    if not args.skip_lab:
+        photograph_lab(args.lab_out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The explorer widget: controls in, one picture and a few panels out. Everything it shows comes from the
+session's cached passes; the block slider, the view toggle and the patch picker never run the model.
+
+    ex = rv.explore()                 # see retokviz.explorer.explore
+    ex.keep_rate.value = 0.5          # a control set in code acts as if dragged
+    ex.set(method="tome", layer=3)    # several at once (one redraw), checked: bad names list the valid ones
+    ex                                # as a cell's last line: the widget
+"""
+from __future__ import annotations
+
+import io
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retokviz.explorer import panels
+from retokviz.explorer.session import Run, Session, method_label
+from retokviz.images import prepare
+from retokviz.views.extract import lineage, to_uint8
+from retokviz.views.raster import VIEWS, lineage_image, view_image
+
+KEEP_RATES = (0.1, 1.0, 0.05)                    # the slider's min, max, step
+VIEW_LABELS = {"status": "status", "pieces": "pieces", "attention": "attention", "removed": "removed background"}
+DEFAULT_KEEP_RATE = 0.7
+# What a change needs redrawn: the picture and panels only, or a (cached) pass first.
+DISPLAY, SETTING = 1, 2
+
+
+def _choose(kind: str, value: Any, options: list[tuple[str, Any]]) -> Any:
+    """The option `value` names (its value or its label, any case), or a ValueError listing the valid ones."""
+    for text, option in options:
+        if value == option or (isinstance(value, str) and value.lower() in (str(option).lower(), text.lower())):
+            return option
+    valid = ", ".join(f"{option!r}" + (f" ({text})" if text != str(option) else "") for text, option in options)
+    raise ValueError(f"unknown {kind} {value!r}; the valid ones are {valid}")
+
+
+class Explorer:
+    """An interactive view of one model's token reduction, image by image, block by block.
+
+    Controls (ipywidgets, set their `.value` in code or drag them): `checkpoint` (which model), `method`,
+    `keep_rate`, `layer` (with `play` beside it), `view`, `image`, `upload` (a picture of your own),
+    `follow` with `patch_row` / `patch_col` (a patch's lineage).
+
+    Attributes:
+        session: the models, the images and the cache of recorded passes.
+        root: the widget shown.
+    """
+
+    def __init__(self, session: Session, *, model: str | None = None, method: str | None = None,
+                 keep_rate: float | None = None, view: str = "status", layer: int | None = None, image: int = 0,
+                 note: str | None = None) -> None:
+        import ipywidgets as w
+
+        self.session = session
+        self._holding = 0
+        self._pending = 0
+        self._run: Run | None = None
+        names = list(session.models)
+        first = model if model is not None else names[0]
+        _choose("model", first, [(name, name) for name in names])
+        controls = {"description_width": "70px"}
+        self.checkpoint = w.Dropdown(options=names, value=first, description="model", style=controls,
+                                     layout=w.Layout(width="420px", display="flex" if len(names) > 1 else "none"))
+        self.method = w.ToggleButtons(options=[("EViT", "evit")], description="method", style={
+            **controls, "button_width": "auto"})
+        low, high, step = KEEP_RATES
+        self.keep_rate = w.FloatSlider(value=DEFAULT_KEEP_RATE, min=low, max=high, step=step, description="keep rate",
+                                       readout_format=".2f", style=controls, layout=w.Layout(width="420px"))
+        self.layer = w.IntSlider(value=0, min=0, max=1, description="block", style=controls,
+                                 layout=w.Layout(width="340px"))
+        self.play = w.Play(value=0, min=0, max=1, step=1, interval=900, description="play through the blocks",
+                           layout=w.Layout(width="70px"))
+        w.jslink((self.play, "value"), (self.layer, "value"))
+        self.view = w.ToggleButtons(options=[(VIEW_LABELS[v], v) for v in VIEWS], value="status",
+                                    description="view", style={**controls, "button_width": "auto"})
+        self.image = w.Dropdown(options=self._image_options(), value=0, description="image", style=controls,
+                                layout=w.Layout(width="260px"))
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="your picture",
+                                   layout=w.Layout(width="150px"))
+        self.follow = w.Checkbox(value=False, description="follow a patch", indent=False,
+                                 layout=w.Layout(width="120px"))
+        self.patch_row = w.IntSlider(value=0, min=0, max=1, description="row", style={"description_width": "28px"},
+                                     layout=w.Layout(width="150px"))
+        self.patch_col = w.IntSlider(value=0, min=0, max=1, description="col", style={"description_width": "28px"},
+                                     layout=w.Layout(width="150px"))
+        self.picture = w.Image(format="png")
+        self.legend = w.HTML()
+        self.tokens = w.HTML()
+        self.prediction = w.HTML()
+        self.lineage = w.HTML()
+        self._note = note
+        self.message = w.HTML(_note_html(note))
+        self.title = w.HTML()
+        self.root = w.VBox([
+            self.title, self.message,
+            w.HBox([
+                w.VBox([self.picture, self.legend], layout=w.Layout(width="auto", margin="0 16px 0 0")),
+                w.VBox([self.checkpoint, self.method, self.keep_rate, w.HBox([self.play, self.layer]), self.view,
+                        w.HBox([self.image, self.upload]), w.HBox([self.follow, self.patch_row, self.patch_col]),
+                        self.tokens, self.prediction, self.lineage]),
+            ]),
+        ])
+        self.checkpoint.observe(self._on_model, names="value")
+        for control, level in ((self.method, SETTING), (self.keep_rate, SETTING),
+                               (self.image, SETTING), (self.layer, DISPLAY), (self.view, DISPLAY),
+                               (self.follow, DISPLAY), (self.patch_row, DISPLAY), (self.patch_col, DISPLAY)):
+            control.observe(lambda change, level=level: self._changed(level), names="value")
+        self.upload.observe(self._on_upload, names="value")
+        self._holding += 1   # the first drawing waits for every control to be set
+        try:
+            self._configure_model(method, keep_rate)
+            self.set(view=view, image=image, **({} if layer is None else {"layer": layer}))
+        finally:
+            self._holding -= 1
+        self._pending = 0
+        self._refresh(SETTING)
+
+    # --- what is shown ------------------------------------------------------------------------------------
+
+    @property
+    def run(self) -> Run:
+        """The recorded pass shown now (trace, arrays, prediction, MACs)."""
+        return self._run
+
+    @property
+    def trace(self):
+        """The rv.Trace shown now."""
+        return self._run.trace
+
+    @property
+    def model(self):
+        """The nn.Module shown now."""
+        return self.session.models[self.checkpoint.value]
+
+    @property
+    def patch(self) -> tuple[int, int] | None:
+        """The patch followed, (row, col), or None."""
+        return (self.patch_row.value, self.patch_col.value) if self.follow.value else None
+
+    def set(self, *, model: str | None = None, method: str | None = None, keep_rate: float | None = None,
+            layer: int | None = None, view: str | None = None, image: int | None = None,
+            patch: tuple[int, int] | None | str = "keep") -> "Explorer":
+        """Set several controls at once, checked (one redraw). Names may be values ("tome") or labels ("ToMe").
+
+        Args:
+            patch: (row, col) to follow a patch, None to stop following, or left out.
+
+        Raises:
+            ValueError: an unknown model, method or view (the message lists the valid ones); a keep rate, block,
+                image or patch out of range.
+        """
+        with self._hold():
+            if model is not None:
+                self.checkpoint.value = _choose("model", model, [(n, n) for n in self.checkpoint.options])
+            if method is not None:
+                self.method.value = _choose("method", method, list(self.method.options))
+            if keep_rate is not None:
+                low, high, _ = KEEP_RATES
+                if not low <= float(keep_rate) <= high:
+                    raise ValueError(f"keep_rate must be in {low}..{high}, got {keep_rate!r}")
+                self.keep_rate.value = float(keep_rate)
+            if view is not None:
+                self.view.value = _choose("view", view, list(self.view.options))
+            if layer is not None:
+                self.layer.value = _in_range("block", layer, self.layer.max)
+            if image is not None:
+                self.image.value = _in_range("image", image, len(self.session.gallery) - 1)
+            if patch is None:
+                self.follow.value = False
+            elif patch != "keep":
+                row, col = patch
+                self.patch_row.value = _in_range("patch row", row, self.patch_row.max)
+                self.patch_col.value = _in_range("patch col", col, self.patch_col.max)
+                self.follow.value = True
+        return self
+
+    def add_image(self, image: Any, name: str | None = None) -> int:
+        """Add a picture of your own (a path, a PIL image or an [H, W, 3] array), resized and centre-cropped for the
+        model shown (rv.images.prepare), and show it. Returns its index."""
+        _, picture = prepare(image, self.model)
+        name = name or (Path(image).name if isinstance(image, (str, os.PathLike)) else "your picture")
+        index = self.session.gallery.add_picture(picture, name)
+        with self._hold():
+            self.image.options = self._image_options()
+            self.image.value = index
+        return index
+
+    def save_html(self, path: str | os.PathLike, keep_rates: tuple[float, ...] | None = None) -> Path:
+        """Write a standalone web page of the image, model and method shown, at every keep rate of `keep_rates`
+        (default 0.3 to 1.0 by 0.1) and every block, with sliders that work without a kernel or a network.
+
+        Returns:
+            the page's path.
+        """
+        from retokviz.views import html
+
+        rates = html.KEEP_RATES if keep_rates is None else tuple(keep_rates)
+        model, image, method = self.checkpoint.value, self.image.value, self.method.value
+        runs = [self.session.run(model, image, method, rate) for rate in rates]
+        untouched, untouched_macs = self.session.untouched(model, image)
+        entry = self.session.gallery.entries[image]
+        truth = None if entry.label is None else self.session.label(model, entry.label)
+        settings = [html.Setting(rate, run.arrays, run.prediction.top, run.macs) for rate, run in zip(rates, runs)]
+        return html.save_html(path, settings, title=f"{model} · {method_label(method)} · {entry.name}",
+                              untouched=untouched.top, untouched_macs=untouched_macs, truth=truth)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.root)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        return self.root._repr_mimebundle_(**kwargs)
+
+    # --- redrawing ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _hold(self):
+        """Changes inside are drawn once, at the end of the outermost hold."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding and self._pending:
+                level, self._pending = self._pending, 0
+                self._refresh(level)
+
+    def _changed(self, level: int) -> None:
+        self._pending = max(self._pending, level)
+        if not self._holding:
+            level, self._pending = self._pending, 0
+            self._refresh(level)
+
+    def _on_model(self, change: dict) -> None:
+        """Another model: fit the controls to it now, so that a method set next (in the same `set`) applies."""
+        self._holding += 1   # the controls it adjusts are drawn once, below
+        try:
+            self._configure_model()
+        finally:
+            self._holding -= 1
+        self._changed(SETTING)
+
+    def _refresh(self, level: int) -> None:
+        if level >= SETTING or self._run is None:
+            self._run = self.session.run(self.checkpoint.value, self.image.value, self.method.value,
+                                         self.keep_rate.value)
+        self._draw(level)
+
+    def _configure_model(self, method: str | None = None, keep_rate: float | None = None) -> None:
+        """Fit the controls to the model now chosen: its methods (its own selected), blocks and patch grid."""
+        name = self.checkpoint.value
+        session = self.session
+        usable = session.methods_for(name)
+        options = [(method_label(m), m) for m in usable]
+        if method is not None:
+            chosen = _choose("method", method, options)
+        else:
+            own = session.own_method(name)
+            chosen = own if own in usable else (self.method.value if self.method.value in usable else usable[0])
+        self.method.options = options
+        self.method.value = chosen
+        if keep_rate is not None:
+            self.set(keep_rate=keep_rate)
+        network = session.models[name]
+        depth = len(network.blocks)
+        rows, cols = network.patch_embed.grid_size
+        self.layer.max = self.play.max = depth - 1
+        self.patch_row.max, self.patch_col.max = rows - 1, cols - 1
+        if self.layer.value == 0 and self._run is None:
+            self.layer.value = depth - 1
+
+    def _draw(self, level: int) -> None:
+        run = self._run
+        arrays = run.arrays
+        block, view, patch = self.layer.value, self.view.value, self.patch
+        note = ""
+        try:
+            if patch is not None:
+                rgb, legend = lineage_image(arrays, block, patch), panels.legend_html("lineage")
+            else:
+                rgb, legend = view_image(arrays, view, block), panels.legend_html(view)
+        except ValueError as error:   # e.g. attention of ToMe, or "removed" without a mask
+            rgb, legend = to_uint8(arrays.picture), ""
+            note = f'<div style="color:#c92a2a;font-size:12px;line-height:1.4;max-width:380px">{_escape(str(error))}</div>'
+        self.picture.value = panels.png_bytes(rgb, panels.display_scale(*rgb.shape[:2]))
+        self.legend.value = note + legend
+        self.tokens.value = (f'<div style="font-size:12px;line-height:1.4">after block {block}: <b>{arrays.num_tokens[block]}</b> '
+                             f'patch tokens of {arrays.num_patches}</div>'
+                             + panels.tokens_svg(arrays.num_tokens, arrays.num_patches, block,
+                                                 arrays.reduction_blocks))
+        self.lineage.value = "" if patch is None else panels.lineage_html(lineage(arrays, patch), patch)
+        if level >= SETTING:
+            self._draw_setting()
+
+    def _draw_setting(self) -> None:
+        session, run = self.session, self._run
+        model, image = self.checkpoint.value, self.image.value
+        untouched, untouched_macs = session.untouched(model, image)
+        entry = session.gallery.entries[image]
+        truth = None if entry.label is None else session.label(model, entry.label)
+        self.prediction.value = panels.prediction_html(run, untouched, untouched_macs, truth, run.arrays.method)
+        self.message.value = _note_html("; ".join((*filter(None, [self._note]), *run.notes)))
+        self.title.value = (f'<div style="font-size:15px"><b>retokviz explorer</b> &nbsp;{_escape(model)} · '
+                            f'{_escape(method_label(self.method.value))} · {_escape(entry.name)}</div>')
+
+    def _image_options(self) -> list[tuple[str, int]]:
+        return [(f"{index}: {entry.name}", index) for index, entry in enumerate(self.session.gallery.entries)]
+
+    def _on_upload(self, change: dict) -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        for item in change["new"] or ():
+            name = item.get("name", "your picture")
+            try:
+                self.add_image(Image.open(io.BytesIO(bytes(item["content"]))), name)
+            except UnidentifiedImageError:
+                self.message.value = _note_html(f"could not read {name}: not a picture file PIL can open")
+            except (OSError, ValueError) as error:
+                self.message.value = _note_html(f"could not read {name}: {error}")
+
+
+def _in_range(kind: str, value: Any, last: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= last:
+        raise ValueError(f"{kind} must be an int in 0..{last}, got {value!r}")
+    return int(value)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _note_html(note: str | None) -> str:
+    return "" if not note else f'<div style="color:#a61e4d;font-size:12px;line-height:1.4">{_escape(note)}</div>'

@@ -1,0 +1,237 @@
+"""The explorer widget, driven headless: control values set in code, as a browser would set them."""
+from __future__ import annotations
+
+import datetime
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+import retokviz as rv
+from retokviz.explorer import explore
+from conftest import tiny_vit
+
+pytest.importorskip("ipywidgets")
+
+METHODS = ("evit", "imagepiece", "tome", "imagepiece+tome")
+VIEWS = ("status", "pieces", "attention", "removed")
+
+
+@pytest.fixture(scope="module")
+def ex():
+    """The offline explorer: every bundled checkpoint, four generated test images with masks."""
+    return explore(num_images=4)
+
+
+class Passes:
+    """Counts forward passes of every model of an explorer (a forward hook on each)."""
+
+    def __init__(self, explorer) -> None:
+        self.count = 0
+        self.handles = [model.register_forward_hook(self.seen) for model in explorer.session.models.values()]
+
+    def seen(self, module, args, output) -> None:
+        self.count += 1
+
+    def __enter__(self) -> "Passes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_importing_the_explorer_leaves_ipywidgets_and_plotly_unloaded():
+    code = ("import sys, retokviz, retokviz.explorer, retokviz.views.html; "
+            "assert not {'ipywidgets', 'plotly'} & set(sys.modules), sorted({'ipywidgets', 'plotly'} & set(sys.modules))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_offline_default_offers_every_checkpoint_method_and_view(ex):
+    assert set(ex.checkpoint.options) == {info.name for info in rv.checkpoints()}
+    assert [value for _, value in ex.method.options] == list(METHODS)
+    assert [label for label, _ in ex.method.options] == ["EViT", "ImagePiece", "ToMe", "ImagePiece + ToMe"]
+    assert [value for _, value in ex.view.options] == list(VIEWS)
+    assert "removed background" in [label for label, _ in ex.view.options]
+    assert ex.layer.max == len(ex.model.blocks) - 1 and ex.play.max == ex.layer.max
+    assert ex.session.gallery.entries[0].mask is not None     # generated test images come with their masks
+    assert ex._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.root.model_id
+
+
+@pytest.mark.parametrize("checkpoint", [info.name for info in rv.checkpoints()])
+def test_every_checkpoint_and_method_draws_every_view_and_block(ex, checkpoint):
+    ex.set(model=checkpoint)
+    for method in METHODS:
+        ex.set(method=method, keep_rate=0.5)
+        trace = ex.trace
+        assert isinstance(trace, rv.Trace) and len(trace.layers) == len(ex.model.blocks)
+        assert ex.run.tokens == trace.layers[-1].num_tokens < trace.num_patches
+        for view in VIEWS:
+            for block in range(ex.layer.max + 1):
+                ex.set(view=view, layer=block)
+                assert bytes(ex.picture.value).startswith(b"\x89PNG"), (method, view, block)
+                assert f"after block {block}:" in ex.tokens.value
+        assert "untouched model" in ex.prediction.value and "MACs" in ex.prediction.value
+
+
+def test_choosing_a_checkpoint_selects_the_method_it_was_trained_with(ex):
+    ex.set(model="clutter-vit-baseline", method="imagepiece+tome")
+    for checkpoint, method in (("clutter-vit-tome", "tome"), ("clutter-vit-imagepiece-0.7-stem", "imagepiece"),
+                               ("clutter-vit-evit-0.7", "evit")):
+        ex.checkpoint.value = checkpoint
+        assert ex.method.value == method
+    ex.set(model="clutter-vit-tome", method="evit")     # a method set with the model wins
+    assert ex.method.value == "evit"
+
+
+def test_layer_view_and_patch_changes_run_no_forward_pass(ex):
+    ex.set(model="clutter-vit-evit-0.7", method="evit", keep_rate=0.6, patch=None)
+    with Passes(ex) as passes:
+        for view in VIEWS:
+            for block in range(ex.layer.max + 1):
+                ex.view.value = view
+                ex.layer.value = block
+        ex.set(patch=(2, 5))
+        ex.patch_row.value = 4
+        ex.follow.value = False
+        assert passes.count == 0
+        ex.keep_rate.value = 0.45                   # a new setting: one recorded pass (and one MAC count)
+        assert 1 <= passes.count <= 2
+        seen = passes.count
+        ex.keep_rate.value = 0.6                    # back to a cached setting: none
+        ex.method.value = "evit"
+        assert passes.count == seen
+
+
+def test_tokens_and_trace_change_with_the_keep_rate_for_every_method(ex):
+    ex.set(model="clutter-vit-baseline")
+    for method in METHODS:
+        ex.set(method=method)
+        tokens, traces = [], []
+        for rate in (1.0, 0.7, 0.4):
+            ex.keep_rate.value = rate
+            tokens.append(ex.run.tokens)
+            traces.append(ex.trace)
+        assert tokens[0] > tokens[1] > tokens[2], (method, tokens)
+        assert traces[0] is not traces[1] and traces[1] is not traces[2]
+        assert ex.run.macs < ex.session.untouched(ex.checkpoint.value, ex.image.value)[1]
+
+
+def test_tome_follows_the_keep_rate_through_method_at(ex):
+    ex.set(model="clutter-vit-tome", method="tome", keep_rate=0.5)
+    expected = rv.method_at(rv.method_of(ex.model), ex.model, keep_rate=0.5)
+    assert ex.run.method == expected
+    ex.set(method="evit")
+    evit_tokens = ex.run.tokens
+    ex.set(method="tome")
+    assert ex.run.tokens == evit_tokens            # an equal token budget
+
+
+def test_prediction_beside_the_untouched_model(ex):
+    ex.set(model="clutter-vit-evit-0.7", method="evit", keep_rate=0.7, image=0)
+    untouched, macs = ex.session.untouched(ex.checkpoint.value, 0)
+    assert len(ex.run.prediction.top) == len(untouched.top) == 3
+    html = ex.prediction.value
+    assert html.count("<tr>") == 6 and "true class" in html
+    assert f"{ex.run.tokens}</b> of 64" in html and f"{macs / 1e6:.1f} M" in html
+
+
+def test_following_a_patch_lists_its_lineage(ex):
+    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", keep_rate=0.5, patch=(3, 4))
+    assert ex.patch == (3, 4)
+    assert ex.lineage.value.count("<li>") == len(ex.model.blocks) and "row 3, col 4" in ex.lineage.value
+    ex.set(patch=None)
+    assert ex.patch is None and ex.lineage.value == ""
+
+
+def _png(height: int, width: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_uploaded_picture_of_another_size_is_prepared_and_shown():
+    ex = explore(num_images=2)
+    data = _png(150, 200)
+    ex.upload.value = ({"name": "mine.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+                        "last_modified": datetime.datetime.now()},)
+    assert ex.image.value == 2 and ex.image.options[-1] == ("2: mine.png", 2)
+    assert ex.run.arrays.picture.shape == (128, 128, 3)
+    ex.view.value = "removed"                        # no mask for it: said, not raised
+    assert "mask" in ex.legend.value
+    ex.upload.value = ({"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
+                        "last_modified": datetime.datetime.now()},)
+    assert "could not read bad.png" in ex.message.value and ex.image.value == 2
+
+
+def test_any_timm_vit_with_images_of_another_size_is_resized():
+    model = tiny_vit("deit", depth=3, grid=4)              # 64 x 64 images
+    images = torch.randn(2, 3, 80, 96)
+    masks = torch.zeros(2, 80, 96, dtype=torch.bool)
+    masks[:, 20:60, 30:70] = True
+    ex = explore(model, images, masks)
+    assert ex.run.arrays.picture.shape == (64, 64, 3) and ex.run.arrays.mask.shape == (64, 64)
+    assert ex.run.arrays.mask.any()
+    ex.set(view="removed", method="tome", keep_rate=0.5)
+    assert bytes(ex.picture.value).startswith(b"\x89PNG") and "let go of" in ex.legend.value
+    assert ex.prediction.value.count("class ") >= 6          # no class names known: "class i"
+
+
+def test_a_model_without_a_class_token_gets_only_tome():
+    model = tiny_vit("deit", depth=2, grid=4, class_token=False, global_pool="avg")
+    ex = explore(model, torch.randn(1, 3, 64, 64))
+    assert [value for _, value in ex.method.options] == ["tome"]
+
+
+def test_an_unsupported_model_is_refused_before_anything_is_drawn():
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    with pytest.raises(rv.UnsupportedModelError, match="ResNet"):
+        explore(resnet, torch.randn(1, 3, 64, 64))
+    with pytest.raises(rv.UnsupportedModelError):
+        explore("resnet18")
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64), (2, 1, 64, 64), (2, 64, 64, 3), (0, 3, 64, 64)])
+def test_images_of_the_wrong_shape_are_refused_naming_the_expected_one(shape):
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        explore(tiny_vit("deit", depth=2, grid=4), torch.zeros(shape))
+
+
+def test_masks_that_do_not_match_the_images_are_refused():
+    with pytest.raises(ValueError, match=r"masks must be \[N, H, W\]"):
+        explore(tiny_vit("deit", depth=2, grid=4), torch.zeros(2, 3, 64, 64), torch.zeros(2, 32, 32))
+
+
+def test_unknown_names_list_the_valid_ones(ex):
+    with pytest.raises(ValueError, match="status.*pieces.*attention.*removed"):
+        ex.set(view="heat")
+    with pytest.raises(ValueError, match="evit.*imagepiece.*tome.*imagepiece\\+tome"):
+        ex.set(method="dynamicvit")
+    with pytest.raises(ValueError, match="clutter-vit-baseline"):
+        ex.set(model="nope")
+    with pytest.raises(ValueError, match="keep_rate"):
+        ex.set(keep_rate=1.5)
+    with pytest.raises(ValueError, match="evit"):
+        explore(num_images=1, method="nope")
+    with pytest.raises(ValueError, match="neither a bundled checkpoint"):
+        explore("no-such-model-anywhere")
+    ex.set(view="removed background", method="ToMe")          # labels work as well as values
+    assert (ex.view.value, ex.method.value) == ("removed", "tome")
+
+
+def test_the_cache_is_bounded_and_keyed_by_setting(ex):
+    session = ex.session
+    before = session.forward_passes
+    first = session.run("clutter-vit-evit-0.7", 1, "evit", 0.35)
+    assert session.run("clutter-vit-evit-0.7", 1, "evit", 0.35000000001) is first
+    assert session.forward_passes == before + 2            # one pass, one MAC count
+    session.cache_size = 2
+    for rate in (0.8, 0.85, 0.9):
+        session.run("clutter-vit-evit-0.7", 1, "evit", rate)
+    assert not session.cached("clutter-vit-evit-0.7", 1, "evit", 0.35)
+    session.cache_size = 128
