@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import safetensors.torch
 import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
@@ -390,4 +391,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.Path
             apply(model, method)
         except (ValueError, TypeError) as error:             # UnsupportedModelError is a TypeError
             raise CheckpointError(f"{path}: its method doesn't fit its model: {error}") from error
+    # retokviz trains on images normalised with ImageNet's mean and std (rv.data.normalize, timm's transforms),
+    # whatever the timm configuration it builds from says (vit_tiny's says 0.5): say so where preprocessing reads it.
+    model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}),
+                            "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}
     return model.eval()

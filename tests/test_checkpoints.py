@@ -254,3 +254,20 @@ def test_export_refuses_kwargs_that_would_not_rebuild_the_model(tmp_path):
     kwargs = {"num_classes": 10, "img_size": 64, "embed_dim": 48, "depth": 4, "num_heads": 3, "qk_norm": True}
     export_checkpoint(model, tmp_path / "qk.safetensors", recipe=RECIPE, model_kwargs=kwargs)
     assert_same_model(load_checkpoint(tmp_path / "qk.safetensors"), model)
+
+
+def test_a_loaded_checkpoint_names_the_normalisation_it_was_trained_with():
+    """Trained on ImageNet-normalised images, whatever the timm config it is built from says (vit_tiny's: 0.5), so
+    rv.images.prepare makes of a picture what rv.data.normalize makes of it."""
+    import numpy as np
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from retokviz.images import prepare
+
+    model = rv.load_checkpoint("clutter-vit-baseline")
+    assert tuple(model.pretrained_cfg["mean"]) == IMAGENET_DEFAULT_MEAN
+    assert tuple(model.pretrained_cfg["std"]) == IMAGENET_DEFAULT_STD
+    picture = np.random.default_rng(0).random((128, 128, 3)).astype(np.float32)
+    tensor, _ = prepare((picture * 255).round().astype(np.uint8), model)
+    expected = rv.data.normalize(torch.from_numpy((picture * 255).round() / 255).permute(2, 0, 1).float())
+    assert torch.allclose(tensor[0], expected, atol=1e-5)

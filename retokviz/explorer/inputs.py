@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor, nn
 
 from retokviz.checkpoints import checkpoints, load_checkpoint
@@ -40,16 +39,9 @@ def check_supported(model: nn.Module) -> nn.Module:
 
 
 def load_bundled(name: str) -> nn.Module:
-    """A bundled checkpoint (rv.load_checkpoint), its config saying the normalisation it was trained with.
-
-    The clutter models were trained on rv.data.make_clutter images, normalised with ImageNet's mean and std,
-    while the timm configuration they are built from may name another (vit_tiny's says 0.5); the config is
-    corrected so that pictures of your own are prepared as the training images were.
-    """
-    model = load_checkpoint(name)
-    model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}),
-                            "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}
-    return model
+    """A bundled checkpoint (rv.load_checkpoint: eval mode, its method applied, its config naming the ImageNet
+    normalisation it was trained with, so that pictures of your own are prepared as the training images were)."""
+    return load_checkpoint(name)
 
 
 def bundled_models() -> dict[str, nn.Module]:
