@@ -1,6 +1,6 @@
 """The explorer in a real browser: the save_html page opened in headless Chromium, its sliders moved, its script
 checked (the frame, the token count and the chart follow the sliders; a click follows a patch) and photographed
-(results/explorer-page.png). Then the live widget: JupyterLab on loopback runs notebooks/03_explorer.ipynb, the
+(results/explorer-page.png). Then the live widget: JupyterLab on loopback runs notebooks/00_tour.ipynb, the
 method button and the keep-rate slider are used in the browser, and the widget is photographed
 (results/explorer.png).
 
@@ -97,8 +97,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def photograph_lab(shot: Path, timeout: float = 240) -> None:
-    """Run notebooks/03_explorer.ipynb in JupyterLab (loopback, a token) and photograph the live widget."""
+NOTEBOOK = "notebooks/00_tour.ipynb"          # the notebook whose explorer is driven, relative to the repository
+SAVED = ROOT / "build" / "tour.html"           # the page its last cell writes: once it is new, every cell has run
+
+
+def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, saved: Path = SAVED) -> None:
+    """Run `notebook` in JupyterLab (loopback, a token), use its explorer in the browser as a reader would (a
+    method button, the keep-rate slider), check that the widget and a figure rendered, that the picture changed
+    and that no cell printed an error, and photograph the widget."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -123,7 +129,7 @@ def photograph_lab(shot: Path, timeout: float = 240) -> None:
         with sync_playwright() as playwright:
             chromium = browser(playwright)
             page = chromium.new_page(viewport={"width": 1500, "height": 1000})
-            url = f"http://127.0.0.1:{port}/lab/tree/notebooks/03_explorer.ipynb?token={token}"
+            url = f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}"
             deadline = time.time() + 60
             while True:
                 try:
@@ -146,7 +152,6 @@ def photograph_lab(shot: Path, timeout: float = 240) -> None:
             started = time.time()
             page.get_by_text("Run", exact=True).first.click()
             page.get_by_text("Run All Cells", exact=True).first.click()
-            saved = ROOT / "build" / "explorer.html"   # the last cell writes it: then every cell has run
             while not (saved.exists() and saved.stat().st_mtime > started):
                 if time.time() > started + timeout:
                     page.screenshot(path=str(shot.with_name("explorer-lab-timeout.png")), full_page=True)
@@ -178,6 +183,12 @@ def photograph_lab(shot: Path, timeout: float = 240) -> None:
                                    timeout=30_000)
             time.sleep(1.5)
             assert before != value.text_content()
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
+            assert errors == 0, f"{errors} cell(s) of {notebook} printed an error in JupyterLab"
+            figures = page.locator(".jp-RenderedImage img").count()
+            assert figures > 0, f"{notebook} shows no figure as a picture in JupyterLab"
+            assert page.get_by_text("<Figure size").count() == 0, "a figure was printed as text"
+            shot.parent.mkdir(parents=True, exist_ok=True)
             cell.locator(".jp-OutputArea").first.screenshot(path=str(shot))
             chromium.close()
         print(f"live widget photographed in JupyterLab: {shot}")

@@ -4,24 +4,28 @@
     python -m retokviz.bench --device cuda --batch 256 --dtype bf16 --json results/gpu.json
     python -m retokviz.bench --methods evit --keep 1.0 0.9 0.7 0.5
 
-At each keep rate the three methods get the same final token budget: ImagePiece has EViT's token count at every
-block (its fused token too), and ToMe gets a per-block r that ends with EViT's final count (it merges a little in
-every block, so it carries more tokens early on and costs more MACs).
+At each keep rate the methods get the same final token budget (`rv.method_at`): ImagePiece has EViT's token count
+at every block (its fused token too), and ToMe gets a per-block r that ends with EViT's final count (it merges a
+little in every block, so it carries more tokens early on and costs more MACs).
 
-Honest by construction (methods.md, "Measuring speed honestly"): the model alone is timed, on tensors already on
-the device, with synchronisation before every clock read; every configuration is warmed up before it is timed;
-the configurations take turns over several rounds and each keeps its median round, so drift in the machine's
-speed hits all of them alike; speed-ups are ratios to the untouched model timed in the same rounds, printed
-beside the ceiling that the ratio of MACs sets. The conditions are printed with the figures.
+How the timing is kept honest: the model alone is timed, on tensors already on the device, with synchronisation
+before every clock read; every configuration is warmed up before it is timed; the configurations take turns over
+several rounds and each keeps its median round, so drift in the machine's speed hits all of them alike; speed-ups
+are ratios to the untouched model timed in the same rounds, printed beside the ceiling that the ratio of MACs sets.
+The conditions are printed with the figures, and so are caveats where the run was too short to mean much: too few
+rounds or passes, no warm-up, a speed-up above its MACs ceiling (removing tokens can't beat the arithmetic it
+saves: that is noise), or a difference from the untouched model smaller than the rounds' own spread.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,10 +36,16 @@ from tqdm.auto import tqdm
 
 import retokviz as rv
 from retokviz.macs import count_macs
-from retokviz.methods.base import Method
-from retokviz.methods.compose import token_counts, tome_for_budget
+from retokviz.methods.budget import Methods, method_at
+from retokviz.methods.compose import as_tuple
+from retokviz.methods.registry import label, members, method_class, method_names
+from retokviz.patch import check_model
+from retokviz.render import plot_benchmark
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Below these a measurement carries a caveat: a median and a spread need several rounds, one slow pass should not
+# decide a round, and the first pass of a configuration pays for memory allocation and kernel selection.
+MIN_ROUNDS, MIN_ITERS, MIN_WARMUP = 3, 5, 1
 
 
 @dataclass
@@ -43,8 +53,8 @@ class Row:
     """One configuration's measurement."""
 
     label: str
-    method: str                # "untouched", "EViT", "ImagePiece" or "ToMe"
-    keep_rate: float | None    # the EViT keep rate whose final token budget this configuration has
+    method: str                # "untouched", or the method's name as people write it ("EViT", "ImagePiece + ToMe")
+    keep_rate: float | None    # the method's keep rate; without one of its own (ToMe), EViT's whose budget it gets
     tokens: list[int]          # patch tokens leaving each block
     gmacs: float               # per image
     images_per_second: float
@@ -54,6 +64,17 @@ class Row:
     spread: float              # (slowest - fastest round) / median round: the run's own noise
     round_seconds: list[float]  # seconds per forward pass, each round
     vs_evit: float | None = None  # throughput / EViT's at the same keep rate, same run
+    note: str = ""             # "noise: above ceiling" or "within spread" where the figure can't be trusted
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration to time: the untouched model (method None), or a method at an EViT keep rate's budget."""
+
+    label: str
+    method_label: str
+    keep_rate: float | None
+    method: Methods | None
 
 
 def describe_device(device: torch.device) -> str:
@@ -88,7 +109,12 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_configurations(model: nn.Module, images: torch.Tensor, methods: list[Method | None], warmup: int,
+def _running(model: nn.Module, method: Methods | None) -> AbstractContextManager:
+    """A `with` block in which `model` runs `method`, or runs untouched (None); the model is as before after it."""
+    return nullcontext(model) if method is None else rv.applied(model, method)
+
+
+def time_configurations(model: nn.Module, images: torch.Tensor, methods: list[Methods | None], warmup: int,
                         iters: int, rounds: int, after_round=None) -> list[list[float]]:
     """Seconds per forward pass of each configuration (None = the untouched model), one list of rounds each.
 
@@ -103,81 +129,107 @@ def time_configurations(model: nn.Module, images: torch.Tensor, methods: list[Me
         for round_index in range(rounds):
             order = list(enumerate(methods))
             for slot, method in order if round_index % 2 == 0 else order[::-1]:
-                rv.remove(model) if method is None else rv.apply(model, method)
-                for _ in range(warmup):
-                    model(images)
-                _synchronize(device)
-                start = time.perf_counter()
-                for _ in range(iters):
-                    model(images)
-                _synchronize(device)
-                per_round[slot].append((time.perf_counter() - start) / iters)
+                with _running(model, method):
+                    for _ in range(warmup):
+                        model(images)
+                    _synchronize(device)
+                    start = time.perf_counter()
+                    for _ in range(iters):
+                        model(images)
+                    _synchronize(device)
+                    per_round[slot].append((time.perf_counter() - start) / iters)
                 progress.update()
             if after_round is not None:
                 after_round(per_round)
     progress.close()
-    rv.remove(model)
     return per_round
 
 
-def macs_and_tokens(model: nn.Module, method: Method | None) -> tuple[int, list[int]]:
+def macs_and_tokens(model: nn.Module, method: Methods | None) -> tuple[int, list[int]]:
     """MACs per image and the patch tokens leaving each block, under `method` (None = untouched)."""
     if method is None:
         return count_macs(model), [model.patch_embed.num_patches] * len(model.blocks)
-    rv.apply(model, method)
-    with rv.record(model) as trace:
+    with rv.applied(model, method), rv.record(model) as trace:
         macs = count_macs(model)
-    rv.remove(model)
     return macs, [layer.num_tokens for layer in trace.layers]
 
 
-METHODS = ("evit", "imagepiece", "tome")
+def create_model(name: str, img_size: int, pretrained: bool) -> nn.Module:
+    """The timm model `name` for `img_size`-pixel images, in eval mode. A model that takes no image size (a CNN)
+    is made at its own, so that `check_supported` can say why retokviz can't patch it."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, img_size=img_size).eval()
+    except TypeError as error:
+        if "img_size" not in str(error):
+            raise
+        return timm.create_model(name, pretrained=pretrained).eval()
+
+
+def names_at(rate: float, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods (registry names) timed at keep rate `rate`: at 1.0 only EViT, the cost of the patch itself."""
+    return ("evit",) if rate == 1.0 else kinds
+
+
+def check_supported(model: nn.Module, names: tuple[str, ...]) -> None:
+    """Refuse, as `rv.apply` would, a model that can't run one of `names` (registry names), before any budget is
+    worked out or anything is timed.
+
+    Raises:
+        UnsupportedModelError: not a supported timm ViT, or it lacks what a method needs (e.g. a class token).
+    """
+    for name in names:
+        for member in members(name):
+            check_model(model, method_class(member)())
+
+
+def _with_fuse(method: Methods, fuse: bool) -> Methods:
+    """`method` (each member of a composition) with fuse=`fuse` where it has that setting."""
+    changed = tuple(dataclasses.replace(member, fuse=fuse)
+                    if any(field.name == "fuse" for field in dataclasses.fields(member)) else member
+                    for member in as_tuple(method))
+    return changed if isinstance(method, tuple) else changed[0]
+
+
+def config_label(name: str, rate: float, method: Methods, fuse: bool) -> str:
+    """"EViT 0.5", "EViT 0.5 no fuse", or, for a method without a keep rate of its own, "ToMe ~EViT 0.5"."""
+    if not any(member.has_keep_rate for member in as_tuple(method)):
+        return f"{label(name)} ~EViT {rate}"
+    return f"{label(name)} {rate}" + ("" if fuse else " no fuse")
 
 
 def configurations(model: nn.Module, keep_rates: tuple[float, ...], fuse: bool,
-                   kinds: tuple[str, ...] = METHODS) -> list[tuple[str, float | None, Method | None]]:
-    """(method name, keep rate, method) of every configuration, the untouched model first.
+                   kinds: tuple[str, ...] = method_names()) -> list[Config]:
+    """Every configuration to time, the untouched model first; `kinds` are registry names ("evit", "tome", ...).
 
-    At keep rate 1.0 only EViT runs (it measures the cost of the patch itself); the others get EViT's budget.
+    At keep rate 1.0 only EViT runs (see `names_at`); at the other rates each method gets EViT's final token budget
+    (`rv.method_at`).
     """
-    depth, patches = len(model.blocks), model.patch_embed.num_patches
-    configs: list[tuple[str, float | None, Method | None]] = [("untouched", None, None)]
+    configs = [Config("untouched", "untouched", None, None)]
     for rate in keep_rates:
-        evit = rv.EViT(keep_rate=rate, fuse=fuse)
-        if "evit" in kinds or rate == 1.0:
-            configs.append(("EViT", rate, evit))
-        if rate == 1.0:
-            continue
-        if "imagepiece" in kinds:
-            configs.append(("ImagePiece", rate, rv.ImagePiece(keep_rate=rate, fuse=fuse)))
-        if "tome" in kinds:
-            final = token_counts(evit, depth, patches)[-1]
-            configs.append(("ToMe", rate, tome_for_budget(depth, patches, final)))
+        for name in names_at(rate, kinds):
+            method = _with_fuse(method_at(name, model, keep_rate=rate), fuse)
+            configs.append(Config(config_label(name, rate, method, fuse), label(name), rate, method))
     return configs
-
-
-def label(name: str, rate: float | None, method: Method | None, fuse: bool) -> str:
-    if method is None:
-        return "untouched"
-    if isinstance(method, rv.ToMe):
-        return f"ToMe ~EViT {rate}"
-    return f"{name} {rate}" + ("" if fuse else " no fuse")
 
 
 def run(model_name: str = "deit_small_patch16_224", device: str = "auto", dtype: str = "fp32", batch: int = 16,
         img_size: int = 224, keep_rates: tuple[float, ...] = (1.0, 0.7, 0.5), fuse: bool = True,
         warmup: int = 3, iters: int = 10, rounds: int = 3, pretrained: bool = False,
-        kinds: tuple[str, ...] = METHODS, partial: Path | None = None) -> dict:
-    """Measure and return the conditions and one Row per configuration (the untouched model first).
+        kinds: tuple[str, ...] = method_names(), partial: Path | None = None) -> dict:
+    """Measure and return the conditions, one Row per configuration (the untouched model first) and the caveats.
 
     With `partial`, the results so far are written there (JSON) after every round, so an interrupted run keeps
     its completed rounds.
+
+    Raises:
+        UnsupportedModelError: the model can't run the methods (before anything is timed).
     """
     resolved = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                             "cpu" if device == "auto" else device)
-    model = timm.create_model(model_name, pretrained=pretrained, img_size=img_size).eval()
+    model = create_model(model_name, img_size, pretrained)
+    check_supported(model, tuple(dict.fromkeys(name for rate in keep_rates for name in names_at(rate, kinds))))
     configs = configurations(model, keep_rates, fuse, kinds)
-    methods = [method for _, _, method in configs]
+    methods = [config.method for config in configs]
     counted = [macs_and_tokens(model, method) for method in methods]
     model = model.to(resolved, DTYPES[dtype])
     images = torch.randn(batch, 3, img_size, img_size, device=resolved, dtype=DTYPES[dtype])
@@ -191,9 +243,10 @@ def run(model_name: str = "deit_small_patch16_224", device: str = "auto", dtype:
     }
 
     def result(rounds_seconds: list[list[float]]) -> dict:
-        rows = _rows(configs, counted, rounds_seconds, batch, fuse)
+        rows = _rows(configs, counted, rounds_seconds, batch)
         done = min(len(times) for times in rounds_seconds)
-        return {"conditions": conditions, "rounds_done": done, "rows": [asdict(row) for row in rows]}
+        return {"conditions": conditions, "rounds_done": done, "rows": [asdict(row) for row in rows],
+                "caveats": caveats(rows, warmup, iters, done)}
 
     def save(rounds_seconds: list[list[float]]) -> None:
         if partial is not None:
@@ -202,22 +255,58 @@ def run(model_name: str = "deit_small_patch16_224", device: str = "auto", dtype:
     return result(time_configurations(model, images, methods, warmup, iters, rounds, save))
 
 
-def _rows(configs, counted, rounds_seconds, batch: int, fuse: bool) -> list[Row]:
+def _note(speedup: float, ceiling: float, spread: float) -> str:
+    """What is wrong with one configuration's speed-up, in two words, or ""."""
+    if speedup > ceiling:
+        return "noise: above ceiling"
+    if abs(speedup - 1.0) < spread:
+        return "within spread"
+    return ""
+
+
+def _rows(configs: list[Config], counted: list[tuple[int, list[int]]], rounds_seconds: list[list[float]],
+          batch: int) -> list[Row]:
     done = min(len(times) for times in rounds_seconds)
-    seconds = [statistics.median(times[:done]) for times in rounds_seconds]
+    rounds_seconds = [times[:done] for times in rounds_seconds]
+    seconds = [statistics.median(times) for times in rounds_seconds]
+    spreads = [(max(times) - min(times)) / secs for times, secs in zip(rounds_seconds, seconds)]
     macs_untouched = counted[0][0]
-    evit_seconds = {rate: secs for (name, rate, _), secs in zip(configs, seconds) if name == "EViT"}
+    evit_seconds = {config.keep_rate: secs for config, secs in zip(configs, seconds)
+                    if config.method_label == label("evit")}
     rows = []
-    for (name, rate, method), (count, tokens), secs, times in zip(configs, counted, seconds, rounds_seconds):
+    for config, (count, tokens), secs, spread, times in zip(configs, counted, seconds, spreads, rounds_seconds):
         speedup, ceiling = seconds[0] / secs, macs_untouched / count
-        times = times[:done]
+        reduced = config.method is not None
         rows.append(Row(
-            label=label(name, rate, method, fuse), method=name, keep_rate=rate, tokens=tokens, gmacs=count / 1e9,
-            images_per_second=batch / secs, speedup=speedup, ceiling=ceiling, of_ceiling=speedup / ceiling,
-            spread=(max(times) - min(times)) / secs, round_seconds=times,
-            vs_evit=evit_seconds[rate] / secs if rate in evit_seconds and name != "untouched" else None,
+            label=config.label, method=config.method_label, keep_rate=config.keep_rate, tokens=tokens,
+            gmacs=count / 1e9, images_per_second=batch / secs, speedup=speedup, ceiling=ceiling,
+            of_ceiling=speedup / ceiling, spread=spread, round_seconds=times,
+            vs_evit=evit_seconds[config.keep_rate] / secs if reduced and config.keep_rate in evit_seconds else None,
+            note=_note(speedup, ceiling, max(spread, spreads[0])) if reduced else "",
         ))
     return rows
+
+
+def caveats(rows: list[Row], warmup: int, iters: int, rounds: int) -> list[str]:
+    """Why the figures of a run may not mean much, one sentence each; empty for a sound run."""
+    found = []
+    if rounds < MIN_ROUNDS:
+        found.append(f"only {rounds} round{'s' if rounds != 1 else ''}: too few for a median and a spread to mean "
+                     f"anything (use --rounds {MIN_ROUNDS} or more)")
+    if iters < MIN_ITERS:
+        found.append(f"only {iters} timed pass{'es' if iters != 1 else ''} per round: one slow pass decides a round "
+                     f"(use --iters {MIN_ITERS} or more)")
+    if warmup < MIN_WARMUP:
+        found.append("no warm-up: each configuration's first pass pays for memory allocation and kernel selection "
+                     f"(use --warmup {MIN_WARMUP} or more)")
+    for row in rows:
+        if row.note.startswith("noise"):
+            found.append(f"{row.label}: {row.speedup:.2f}x is above its MACs ceiling of {row.ceiling:.2f}x, which "
+                         "removing tokens can't do; the difference is noise")
+        elif row.note:
+            found.append(f"{row.label}: its {abs(row.speedup - 1):.1%} difference from the untouched model is within "
+                         f"the rounds' spread ({row.spread:.1%}, untouched {rows[0].spread:.1%}); not resolved")
+    return found
 
 
 def _write_json(path: Path, result: dict) -> None:
@@ -229,50 +318,30 @@ def _write_json(path: Path, result: dict) -> None:
 
 
 def format_report(result: dict) -> str:
-    """The conditions and the table, as printed."""
+    """The conditions, the table and the caveats, as printed."""
     lines = [f"{key:>17}: {value}" for key, value in result["conditions"].items()]
     lines.append("")
     header = f"{'configuration':<24}{'final tokens':>13}{'GMACs':>7}{'img/s':>10}{'speed-up':>10}" \
-             f"{'MACs ceiling':>14}{'of ceiling':>12}{'vs EViT':>9}{'spread':>9}"
+             f"{'MACs ceiling':>14}{'of ceiling':>12}{'vs EViT':>9}{'spread':>9}  note"
     lines += [header, "-" * len(header)]
     for row in result["rows"]:
         vs_evit = "" if row["vs_evit"] is None else f"{row['vs_evit']:.0%}"
         lines.append(f"{row['label']:<24}{row['tokens'][-1]:>13}{row['gmacs']:>7.2f}{row['images_per_second']:>10.1f}"
                      f"{row['speedup']:>9.2f}x{row['ceiling']:>13.2f}x{row['of_ceiling']:>11.0%}{vs_evit:>9}"
-                     f"{row['spread']:>9.1%}")
+                     f"{row['spread']:>9.1%}  {row.get('note', '')}".rstrip())
+    if result.get("caveats"):
+        lines += ["", "CAVEATS: these figures may be noise, not speed:"]
+        lines += [f"  - {caveat}" for caveat in result["caveats"]]
     return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> None:
-    """Speed-up against keep rate, beside the MACs ceiling, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    for colour, name in enumerate(["EViT", "ImagePiece", "ToMe"]):
-        rows = [row for row in result["rows"] if row["method"] == name]
-        if not rows:
-            continue
-        rates = [row["keep_rate"] for row in rows]
-        axes.plot(rates, [row["ceiling"] for row in rows], "--", color=f"C{colour}", alpha=0.6)
-        axes.plot(rates, [row["speedup"] for row in rows], "o-", color=f"C{colour}", label=f"{name} measured")
-    axes.plot([], [], "--", color="gray", label="MACs ceiling (dashed)")
-    axes.axhline(1.0, color="black", linewidth=0.6)
-    axes.invert_xaxis()
-    axes.set_xlabel("keep rate (ToMe: EViT's final token budget)")
-    axes.set_ylabel("throughput / untouched model")
-    c = result["conditions"]
-    axes.set_title(f"{c['model']}, {c['device'].split(',')[0]}\n{c['dtype']}, batch {c['batch']}, "
-                   f"{c['image_size']} px", fontsize=8)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+def _repeated(values: list) -> list:
+    """The values that occur more than once, in order."""
+    return [value for index, value in enumerate(values) if value in values[:index]]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line, checked: every refusal exits with status 2 and names the bad value."""
     parser = argparse.ArgumentParser(prog="python -m retokviz.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="deit_small_patch16_224", help="a timm ViT name")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -280,8 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.7, 0.5], help="keep rates")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="methods to compare (EViT always runs at keep rate 1.0)")
+    parser.add_argument("--methods", nargs="+", type=str.lower, choices=method_names(compositions=True),
+                        default=list(method_names()), help="methods to compare (EViT always runs at keep rate 1.0)")
     parser.add_argument("--no-fuse", action="store_true", help="drop the inattentive tokens instead of fusing")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes before each timed run")
     parser.add_argument("--iters", type=int, default=10, help="timed passes per configuration per round")
@@ -298,15 +367,29 @@ def main(argv: list[str] | None = None) -> dict:
     bad = [rate for rate in args.keep if not 0.0 < rate <= 1.0]
     if bad:
         parser.error(f"--keep rates must be in (0, 1], got {bad[0]}")
-    result = run(args.model, args.device, args.dtype, args.batch, args.img_size, tuple(args.keep),
-                 not args.no_fuse, args.warmup, args.iters, args.rounds, args.pretrained, tuple(args.methods),
-                 partial=args.json)
+    for option in ("keep", "methods"):
+        repeated = _repeated(getattr(args, option))
+        if repeated:
+            parser.error(f"--{option} got {repeated[0]} more than once; give each once")
+    if not timm.is_model(args.model):
+        parser.error(f"--model: timm has no model {args.model!r} (see timm.list_models())")
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser, args = parse_args(argv)
+    try:
+        result = run(args.model, args.device, args.dtype, args.batch, args.img_size, tuple(args.keep),
+                     not args.no_fuse, args.warmup, args.iters, args.rounds, args.pretrained, tuple(args.methods),
+                     partial=args.json)
+    except rv.UnsupportedModelError as error:       # raised before anything is timed
+        parser.error(str(error))
     print(format_report(result))
     if args.json:
         _write_json(args.json, result)
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(result, args.plot)
+        plot_benchmark(result).savefig(args.plot)
     return result
 
 

@@ -21,31 +21,44 @@ from tqdm.auto import tqdm
 
 from retokviz.data import patch_mask
 from retokviz.methods.compose import as_tuple
-from retokviz.methods.tome import ToMe
-from retokviz.patch import patch_of
+from retokviz.patch import state_of
 from retokviz.provenance import Status, record
 
 
 def batches(images: Tensor, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
-    """Slices of `images` [B, 3, H, W], `batch_size` at a time, with an optional progress bar."""
+    """Slices of `images` [B, 3, H, W], `batch_size` at a time, with an optional progress bar.
+
+    Raises (at the call, before any slice):
+        ValueError: images not [B, 3, H, W], no image at all (nothing to average over), or batch_size < 1.
+    """
     if images.dim() != 4:
         raise ValueError(f"images must be a batch [B, 3, H, W], got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"images holds no image (shape {tuple(images.shape)}); a metric needs at least one")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return _slices(images.shape[0], batch_size, progress, desc)
+
+
+def _slices(total: int, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
     # disable=None: a bar in notebooks and terminals, nothing in logs (as the trainer does)
-    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, disable=None if progress else True,
-                      leave=False):
+    for start in tqdm(range(0, total, batch_size), desc=desc, disable=None if progress else True, leave=False):
         yield slice(start, start + batch_size)
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256, progress: bool = False) -> float:
-    """Top-1 accuracy of `model` (as it runs now, method included) on images [B, 3, H, W] with labels [B]."""
+    """Top-1 accuracy of `model` (as it runs now, method included) on images [B, 3, H, W] with labels [B].
+
+    Raises:
+        ValueError: no images, images not [B, 3, H, W], labels not [B], or batch_size < 1.
+    """
+    parts = batches(images, batch_size, progress, "accuracy")
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels must be [{images.shape[0]}], one per image, got shape {tuple(labels.shape)}")
     device = next(model.parameters()).device
     correct = 0
-    for part in batches(images, batch_size, progress, "accuracy"):
+    for part in parts:
         correct += int((model(images[part].to(device)).argmax(-1).cpu() == labels[part]).sum())
     return correct / images.shape[0]
 
@@ -75,15 +88,20 @@ def background_removed(
         model: a timm ViT with a method applied.
         images: [B, 3, H, W] normalised images.
         masks: [B, H, W] bool, the object's pixels.
+
+    Raises:
+        ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
     """
+    parts = batches(images, batch_size, progress, "background removed")
     if masks.shape != (images.shape[0], *images.shape[-2:]):
         raise ValueError(f"masks must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
-    merging_only = all(isinstance(method, ToMe) for method in as_tuple(patch_of(model).method))
+    # A method with a keep rate lets patches go by dropping or fusing them; methods without one only merge.
+    merging_only = not any(method.has_keep_rate for method in as_tuple(state_of(model).method))
     let_go = (Status.MERGED,) if merging_only else (Status.DROPPED, Status.FUSED)
     device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
     removed = background = patches = background_patches = 0
-    for part in batches(images, batch_size, progress, "background removed"):
+    for part in parts:
         with record(model) as trace:
             model(images[part].to(device))
         statuses = torch.stack([layer.status.cpu() for layer in trace.layers])          # [L, b, P]

@@ -1,10 +1,20 @@
-"""Pictures of a trace: which patches are kept, merged, fused or dropped, drawn over the image."""
+"""Every picture retokviz draws, and its colours: the status of each patch of a trace over the image, the class
+attention behind a reduction, the benchmark's speed-ups and the evaluation's curves.
+
+The functions return a `Figure` that shows itself as a picture in JupyterLab, VS Code and any other IPython front
+end, with or without `%matplotlib inline`, and that a script saves with `figure.savefig(path)`. Nothing here touches
+matplotlib's global state: no backend is chosen, no rcParams are set, no pyplot figure is opened.
+"""
 from __future__ import annotations
 
+import io
+import math
+
+import matplotlib.figure
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch as LegendPatch
 
+from retokviz.methods.registry import members
 from retokviz.provenance import Status, Trace
 
 # RGBA tint per status; kept patches are shown as they are.
@@ -14,6 +24,34 @@ STATUS_COLOURS = {
     Status.FUSED: (0.9, 0.1, 0.9, 0.6),
     Status.DROPPED: (0.0, 0.0, 0.0, 0.85),
 }
+# One colour per method (registry name) in every chart; other methods take the spare colours in turn.
+METHOD_COLOURS = {"evit": "tab:blue", "imagepiece": "tab:orange", "tome": "tab:green", "imagepiece+tome": "tab:purple"}
+SPARE_COLOURS = ("tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that IPython displays as a PNG, drawn through its own canvas.
+
+    A Figure made without pyplot is shown as the text `<Figure size ...>` unless `%matplotlib inline` has registered
+    matplotlib's display hook; this one carries its own (`_repr_png_`). Where the hook is registered, IPython uses it
+    instead, so the figure still appears once.
+    """
+
+    def _repr_png_(self) -> bytes:
+        """The figure as PNG bytes, trimmed to what is drawn (as the inline backend does)."""
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def method_colour(name: str, order: int = 0) -> str:
+    """The colour of a method by registry name or label ("evit", "EViT", "ImagePiece + ToMe"); a method without
+    one of its own gets spare colour number `order` (cycled)."""
+    try:
+        key = "+".join(members(name))
+    except ValueError:
+        key = name
+    return METHOD_COLOURS.get(key, SPARE_COLOURS[order % len(SPARE_COLOURS)])
 
 
 def status_grid(trace: Trace, layer: int, image: int = 0) -> np.ndarray:
@@ -99,4 +137,84 @@ def plot_attention(picture: np.ndarray, trace: Trace, layer: int | None = None, 
     for ax in (left, right):
         ax.axis("off")
     figure.subplots_adjust(left=0.01, right=0.93, top=0.9, bottom=0.02, wspace=0.05)
+    return figure
+
+
+def _methods_in(rows: list[dict]) -> list[str]:
+    """The method labels of result rows, in order of first appearance, without the untouched model or baseline."""
+    return list(dict.fromkeys(row["method"] for row in rows if row["method"] not in ("untouched", "none")))
+
+
+def plot_benchmark(result: dict) -> Figure:
+    """Measured speed-up against keep rate (solid), beside the ceiling the MACs set (dashed), per method.
+
+    Args:
+        result: what `retokviz.bench.run` returns (or its JSON): "conditions" and "rows", each row with "method",
+            "keep_rate", "speedup" and "ceiling"; with "caveats", a warning is drawn under the title.
+    """
+    figure = Figure(figsize=(5.5, 3.6), dpi=120)
+    axes = figure.subplots()
+    rows = result["rows"]
+    for order, name in enumerate(_methods_in(rows)):
+        picked = sorted((row["keep_rate"], row["ceiling"], row["speedup"]) for row in rows if row["method"] == name)
+        rates, ceilings, speedups = zip(*picked)
+        colour = method_colour(name, order)
+        axes.plot(rates, ceilings, "--", color=colour, alpha=0.6)
+        axes.plot(rates, speedups, "o-", color=colour, label=f"{name} measured")
+    axes.plot([], [], "--", color="gray", label="MACs ceiling (dashed)")
+    axes.axhline(1.0, color="black", linewidth=0.6)
+    axes.invert_xaxis()                                     # less kept to the right
+    axes.set_xlabel("keep rate (ToMe: EViT's final token budget)")
+    axes.set_ylabel("throughput / untouched model")
+    c = result["conditions"]
+    title = f"{c['model']}, {c['device'].split(',')[0]}\n{c['dtype']}, batch {c['batch']}, {c['image_size']} px"
+    if result.get("caveats"):
+        title += "\nmeasured too briefly to trust: see the report's caveats"
+    axes.set_title(title, fontsize=8, color="firebrick" if result.get("caveats") else "black")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def _series(rows: list[dict], name: str, setting: str, key: str) -> tuple[list[float], list[float]]:
+    """(keep rates, values of `key`) of one method and setting, by keep rate."""
+    picked = sorted((row["keep_rate"], row[key]) for row in rows if row["method"] == name and row["setting"] == setting)
+    return [rate for rate, _ in picked], [value for _, value in picked]
+
+
+def plot_evaluation(result: dict) -> Figure:
+    """Two panels: accuracy against keep rate, and the share of background among the patches let go of (with the
+    random share), per method; solid lines trained, dashed off the shelf.
+
+    Args:
+        result: what `retokviz.evaluate.evaluate` returns (or its JSON): "conditions" with "test_images", and
+            "rows", the baseline's (method "none") and one per method, setting and keep rate.
+    """
+    rows = result["rows"]
+    baseline = next(row for row in rows if row["method"] == "none")["accuracy"]
+    figure = Figure(figsize=(9.0, 3.4))
+    left, right = figure.subplots(1, 2)
+    left.axhline(100 * baseline, color="gray", linewidth=1, label=f"baseline ({baseline:.1%})")
+    for order, name in enumerate(_methods_in(rows)):
+        colour = method_colour(name, order)
+        for setting, style in (("trained", "-"), ("off the shelf", "--")):
+            rates, accuracies = _series(rows, name, setting, "accuracy")
+            left.plot(rates, [100 * value for value in accuracies], style, marker="o", markersize=3, color=colour,
+                      label=f"{name}, {setting}")
+            rates, shares = _series(rows, name, setting, "background")
+            points = [(rate, share) for rate, share in zip(rates, shares) if not math.isnan(share)]  # NaN: none let go
+            right.plot([rate for rate, _ in points], [100 * share for _, share in points], style, marker="o",
+                       markersize=3, color=colour)
+    random = [row["random"] for row in rows if "random" in row]
+    right.axhline(100 * sum(random) / len(random), color="gray", linewidth=1, label="a random choice")
+    left.set(xlabel="keep rate", ylabel="test accuracy (%)", title="accuracy")
+    right.set(xlabel="keep rate", ylabel="background (%)", title="background among the patches let go of")
+    for ax in (left, right):
+        ax.invert_xaxis()                                   # less kept to the right
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(9)
+    left.legend(fontsize=6, ncol=2)
+    right.legend(fontsize=6)
+    figure.suptitle(f"bundled checkpoints on {result['conditions']['test_images']} generated test images", fontsize=9)
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.15, wspace=0.25)
     return figure

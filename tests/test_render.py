@@ -1,15 +1,36 @@
-"""Preparing images and drawing traces."""
+"""Preparing images and drawing traces, benchmarks and evaluations: figures that show themselves in IPython and
+leave matplotlib's global state alone."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import matplotlib
+import matplotlib.figure
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import retokviz as rv
+from retokviz import render
 from retokviz.images import prepare
 from retokviz.render import STATUS_COLOURS, overlay_status, plot_attention, plot_layers, status_grid
 from conftest import tiny_vit
+
+PNG = b"\x89PNG"
+
+
+@contextmanager
+def plotting_state_kept(monkeypatch):
+    """Fails the test if the code inside chooses a matplotlib backend or changes an rcParam."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a library function called matplotlib.use{args}: global plotting state")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    before = dict(dict.items(matplotlib.rcParams))        # the stored values, without resolving the backend
+    yield
+    after = dict(dict.items(matplotlib.rcParams))
+    assert after == before, {key: (before[key], after[key]) for key in before if before[key] != after[key]}
 
 
 def test_prepare_crops_normalises_and_accepts_arrays_images_and_paths(tmp_path):
@@ -92,3 +113,81 @@ def test_plot_attention_says_when_a_model_has_no_class_token_to_score_with():
         model(images)
     with pytest.raises(ValueError, match="no class-attention scores"):
         plot_attention(picture, trace)
+
+
+def benchmark_result(caveats=()):
+    conditions = {"model": "deit_tiny_patch16_224", "device": "cpu: AMD EPYC, 2 threads", "dtype": "fp32", "batch": 2,
+                  "image_size": 64}
+    rows = [{"method": "untouched", "keep_rate": None, "speedup": 1.0, "ceiling": 1.0}]
+    for name, rates in (("EViT", (1.0, 0.7, 0.5)), ("ToMe", (0.7, 0.5)), ("ImagePiece + ToMe", (0.5,))):
+        rows += [{"method": name, "keep_rate": rate, "speedup": 0.9 / rate, "ceiling": 1 / rate} for rate in rates]
+    return {"conditions": conditions, "rows": rows, "caveats": list(caveats)}
+
+
+def evaluation_result():
+    rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0, "accuracy": 0.9}]
+    for index, (name, setting, rate) in enumerate((m, s, k) for m in ("EViT", "ImagePiece", "ToMe")
+                                                  for s in ("off the shelf", "trained") for k in (1.0, 0.5)):
+        rows.append({"method": name, "setting": setting, "keep_rate": rate, "accuracy": 0.5 + index / 100,
+                     "removed": 0.0 if rate == 1.0 else 0.5, "background": float("nan") if rate == 1.0 else 0.8,
+                     "random": 0.75})
+    return {"conditions": {"test_images": 6}, "rows": rows}
+
+
+def every_figure(trace, picture):
+    return [plot_layers(picture, trace), plot_attention(picture, trace), render.plot_benchmark(benchmark_result()),
+            render.plot_evaluation(evaluation_result())]
+
+
+def test_every_figure_shows_itself_as_a_png_in_ipython_with_or_without_inline(recorded):
+    """A Figure made without pyplot printed as `<Figure size 720x290 with 3 Axes>` in a fresh JupyterLab kernel."""
+    from IPython.core.formatters import DisplayFormatter
+
+    for figure in every_figure(*recorded):
+        assert isinstance(figure, render.Figure)
+        data, _ = DisplayFormatter().format(figure)                      # a fresh kernel: no inline backend
+        assert data["image/png"][:4] == PNG and data["text/plain"].startswith("<Figure size")
+        inline = DisplayFormatter()                                      # `%matplotlib inline` registers a printer
+        inline.formatters["image/png"].for_type(matplotlib.figure.Figure, lambda figure: b"drawn by inline")
+        data, _ = inline.format(figure)
+        assert data["image/png"] == b"drawn by inline"                    # one picture: the inline one
+        assert not {"image/svg+xml", "text/html"} & set(data)
+
+
+def test_drawing_and_displaying_figures_leaves_the_global_plotting_state_alone(recorded, monkeypatch):
+    with plotting_state_kept(monkeypatch):
+        for figure in every_figure(*recorded):
+            figure._repr_png_()
+
+
+def test_method_colours_are_one_per_method_by_name_or_label():
+    assert render.method_colour("evit") == render.method_colour("EViT") == render.METHOD_COLOURS["evit"]
+    assert render.method_colour("ImagePiece + ToMe") == render.METHOD_COLOURS["imagepiece+tome"]
+    assert render.method_colour("mine", order=1) == render.SPARE_COLOURS[1]
+
+
+def test_the_benchmark_plot_draws_measured_speed_ups_beside_their_ceilings():
+    figure = render.plot_benchmark(benchmark_result())
+    (axes,) = figure.axes
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert {"EViT measured", "ToMe measured", "ImagePiece + ToMe measured", "MACs ceiling (dashed)"} <= set(lines)
+    evit = lines["EViT measured"]
+    assert list(evit.get_xdata()) == [0.5, 0.7, 1.0] and list(evit.get_ydata()) == pytest.approx([1.8, 0.9 / 0.7, 0.9])
+    assert evit.get_color() == render.METHOD_COLOURS["evit"]
+    assert "too briefly" not in axes.get_title()
+    assert "too briefly" in render.plot_benchmark(benchmark_result(caveats=["only 1 round"])).axes[0].get_title()
+
+
+def test_the_evaluation_plot_draws_each_method_and_setting_from_the_rows():
+    figure = render.plot_evaluation(evaluation_result())
+    accuracy_ax, background_ax = figure.axes
+    lines = {line.get_label(): line for line in accuracy_ax.get_lines()}
+    assert set(lines) == {"baseline (90.0%)"} | {f"{m}, {s}" for m in ("EViT", "ImagePiece", "ToMe")
+                                                  for s in ("off the shelf", "trained")}
+    trained_tome = lines["ToMe, trained"]
+    assert list(trained_tome.get_xdata()) == [0.5, 1.0] and list(trained_tome.get_ydata()) == pytest.approx([61, 60])
+    assert trained_tome.get_color() == render.METHOD_COLOURS["tome"]
+    plotted = [line for line in background_ax.get_lines() if not line.get_label().startswith("a random")]
+    assert all(list(line.get_xdata()) == [0.5] for line in plotted)       # keep 1.0 let nothing go: no point
+    assert [line.get_ydata()[0] for line in background_ax.get_lines() if line.get_label() == "a random choice"] \
+        == pytest.approx([75])

@@ -1,0 +1,91 @@
+"""The evaluation sweep that makes the README's tables: every method, off the shelf and trained, at each keep rate."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import retokviz as rv
+from conftest import tiny_vit
+from retokviz import evaluate
+from retokviz.checkpoints import export_checkpoint
+from test_render import plotting_state_kept
+
+RECIPE = {"command": "test", "seed": 0, "device": "cpu", "seconds": 0.0, "test_acc": 0.5}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A directory with a tiny stand-in for each checkpoint the evaluation loads (ImagePiece's trained fused)."""
+    directory = tmp_path_factory.mktemp("checkpoints")
+    for method, name in [(None, "none"), (rv.EViT(keep_rate=0.7), "EViT"),
+                         (rv.ImagePiece(keep_rate=0.7, fuse=True), "ImagePiece"), (rv.ToMe(r=4), "ToMe")]:
+        model = tiny_vit(depth=4, grid=8, seed=len(name))     # 128 px, the generated data's size
+        if name == "ImagePiece":
+            rv.use_coherence_stem(model)
+        if method is not None:
+            rv.apply(model, method)
+        export_checkpoint(model.eval(), directory / f"{evaluate.CHECKPOINTS[name]}.safetensors", recipe=RECIPE)
+    return directory
+
+
+def test_the_evaluation_sweep_covers_every_method_setting_and_rate(checkpoints):
+    result = evaluate.evaluate(test_size=6, rates=(1.0, 0.5), directory=checkpoints)
+    rows = result["rows"]
+    assert len(rows) == 1 + 3 * 2 * 2
+    assert {(r["method"], r["setting"], r["keep_rate"]) for r in rows[1:]} == {
+        (m, s, k) for m in ("EViT", "ImagePiece", "ToMe") for s in ("off the shelf", "trained") for k in (1.0, 0.5)}
+    for row in rows[1:]:
+        assert 0.0 <= row["accuracy"] <= 1.0
+        fused = row["method"] == "ImagePiece" and row["setting"] == "trained"    # its checkpoint's own setting
+        assert row["tokens"] == (64 if row["keep_rate"] == 1.0 else
+                                 {"EViT": 10, "ImagePiece": 10 if fused else 8, "ToMe": 10}[row["method"]]), row
+    table = evaluate.format_tables(result)
+    assert "| EViT, trained |" in table and "| ToMe, off the shelf |" in table and "keep 0.5" in table
+    assert set(result["conditions"]["checkpoints"]) == set(evaluate.CHECKPOINTS.values())
+
+
+def test_the_sweep_leaves_each_model_with_the_method_it_had(checkpoints, monkeypatch):
+    loaded = {}
+    load = rv.load_checkpoint
+
+    def keep(name, directory=None):
+        loaded[name] = load(name, directory=directory)
+        return loaded[name]
+
+    monkeypatch.setattr(rv, "load_checkpoint", keep)
+    evaluate.evaluate(test_size=2, rates=(0.5,), directory=checkpoints)
+    assert rv.method_of(loaded[evaluate.CHECKPOINTS["none"]]) is None
+    assert rv.method_of(loaded[evaluate.CHECKPOINTS["EViT"]]) == rv.EViT(keep_rate=0.7)
+
+
+@pytest.mark.parametrize("rates, message", [
+    ((1.0, 1.0), r"keep rate 1.0 is given more than once in \[1.0, 1.0\]"),
+    ((0.5, 0.0), r"keep rates must be in \(0, 1\], got 0.0"),
+    ((1.5,), r"keep rates must be in \(0, 1\], got 1.5"),
+    ((), r"rates is empty"),
+])
+def test_the_sweep_refuses_a_rate_out_of_range_or_given_twice(rates, message):
+    """`--rates 1.0 1.0` made two table columns of one rate."""
+    with pytest.raises(ValueError, match=message):
+        evaluate.evaluate(test_size=1, rates=rates, directory="/nonexistent")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rates", "1.0", "0.5", "1.0"], "--rates: keep rate 1.0 is given more than once"),
+    (["--rates", "-0.1"], "--rates: keep rates must be in (0, 1], got -0.1"),
+    (["--test-size", "0"], "--test-size must be >= 1, got 0"),
+])
+def test_the_command_line_refuses_bad_rates(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        evaluate.main(["--test-size", "1", "--checkpoints", "/nonexistent", *argv])   # refused before loading
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_command_line_prints_the_tables_and_writes_json_and_plot(checkpoints, tmp_path, capsys, monkeypatch):
+    with plotting_state_kept(monkeypatch):
+        result = evaluate.main(["--test-size", "4", "--rates", "1.0", "0.5", "--checkpoints", str(checkpoints),
+                                "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")])
+    assert "Baseline (no reduction):" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][1] == pytest.approx(result["rows"][1], nan_ok=True)
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
