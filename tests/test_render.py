@@ -14,7 +14,7 @@ from PIL import Image
 import retokviz as rv
 from retokviz import render
 from retokviz.images import prepare
-from retokviz.render import STATUS_COLOURS, overlay_status, plot_attention, plot_layers, status_grid
+from retokviz.render import plot_attention, plot_layers
 from conftest import tiny_vit
 
 PNG = b"\x89PNG"
@@ -59,21 +59,6 @@ def recorded():
     return trace, picture
 
 
-def test_status_grid_and_overlay_follow_the_trace(recorded):
-    trace, picture = recorded
-    grid = status_grid(trace, 2)
-    assert grid.shape == (6, 6) and (grid == rv.Status.DROPPED).sum() == 36 - trace.layers[2].num_tokens
-    tinted = overlay_status(picture, grid)
-    assert tinted.shape == picture.shape
-    row, col = map(int, np.argwhere(grid == rv.Status.DROPPED)[0])
-    kept_row, kept_col = map(int, np.argwhere(grid == rv.Status.KEPT)[0])
-    dropped_patch = tinted[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16]
-    alpha = STATUS_COLOURS[rv.Status.DROPPED][3]
-    np.testing.assert_allclose(dropped_patch, picture[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16] * (1 - alpha))
-    kept = np.s_[kept_row * 16:(kept_row + 1) * 16, kept_col * 16:(kept_col + 1) * 16]
-    np.testing.assert_allclose(tinted[kept], picture[kept])
-
-
 def test_plot_layers_draws_one_panel_per_reduction_block(recorded):
     trace, picture = recorded
     figure = plot_layers(picture, trace)
@@ -83,12 +68,12 @@ def test_plot_layers_draws_one_panel_per_reduction_block(recorded):
     assert len(plot_layers(picture, trace, layers=[0, 1, 2, 3]).axes) == 4
 
 
-def test_status_grid_refuses_bad_indices(recorded):
-    trace, _ = recorded
-    with pytest.raises(IndexError, match=r"layer must be in 0..3, got 4"):
-        status_grid(trace, 4)
-    with pytest.raises(IndexError, match=r"image must be in 0..0 \(the batch has 1\), got 1"):
-        status_grid(trace, 0, image=1)
+def test_plot_layers_refuses_bad_indices(recorded):
+    trace, picture = recorded
+    with pytest.raises(IndexError, match=r"block must be an int in 0\.\.3 \(the trace has 4 blocks\), got 4"):
+        plot_layers(picture, trace, layers=[4])
+    with pytest.raises((ValueError, IndexError), match=r"image"):
+        plot_layers(picture, trace, image=1)
 
 
 def test_plot_attention_draws_the_scores_of_a_reduction_block_over_the_image(recorded):
@@ -98,11 +83,14 @@ def test_plot_attention_draws_the_scores_of_a_reduction_block_over_the_image(rec
     figure = plot_attention(picture, trace, mask=mask)
     image_ax, heat_ax = figure.axes[:2]
     assert heat_ax.get_title() == "class attention at block 1"           # the first reduction block
-    assert "outlined" in image_ax.get_title() and image_ax.collections    # the mask's contour
-    drawn = heat_ax.get_images()[-1].get_array()
-    np.testing.assert_allclose(drawn, trace.layers[1].scores[0].reshape(6, 6).numpy())
+    assert "outlined" in image_ax.get_title()
+    # the heat drawn is the view's raster of the recorded scores, mask outlined
+    from retokviz.views import extract, raster
+
+    expected = raster.attention_image(extract(trace, picture, mask=mask), 1)
+    np.testing.assert_array_equal(heat_ax.get_images()[-1].get_array(), expected)
     assert plot_attention(picture, trace, layer=2).axes[1].get_title() == "class attention at block 2"
-    with pytest.raises(ValueError, match=r"block 0 made no reduction.*scored blocks are \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"block 0 has no class-attention scores.*scored blocks are \[1, 2\]"):
         plot_attention(picture, trace, layer=0)
 
 

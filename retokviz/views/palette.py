@@ -51,7 +51,7 @@ HATCH_WIDTH = 2               # pixels of each stripe
 HATCH_LIGHT = 0.92            # stripe grey on a dark dropped patch
 HATCH_DARK = 0.08             # stripe grey on a light dropped patch
 
-# RGBA tint per status, as retokviz.render.STATUS_COLOURS has them (kept: fully transparent).
+# RGBA tint per status, the one status palette of every view and figure (kept: fully transparent).
 STATUS_COLOURS: dict[Status, tuple[float, float, float, float]] = {
     Status.KEPT: (0.0, 0.0, 0.0, 0.0),
     Status.MERGED: (*hex_to_rgb(MERGED_HEX), MERGED_ALPHA),
