@@ -82,3 +82,8 @@ def test_a_token_budget_gives_at_most_that_many_tokens():
 def test_bad_budgets_are_refused(kwargs, words):
     with pytest.raises(ValueError, match=words):
         method_at("evit", tiny_vit(), **kwargs)
+
+
+def test_a_tome_template_keeps_its_order_and_protect_at_a_budget():
+    tome = method_at(rv.ToMe(r=10, protect=0.2, order="spatial"), tiny_vit(depth=4, grid=8), keep_rate=0.5)
+    assert tome.order == "spatial" and tome.protect == 0.2 and len(tome.r) == 4

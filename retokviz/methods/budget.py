@@ -103,7 +103,7 @@ def method_at(
         if member.has_keep_rate:
             out.append(_at_rate(member, keep_rate))
         elif isinstance(member, ToMe) and len(template) == 1:
-            out.append(dataclasses.replace(tome_for_budget(depth, num_patches, final), protect=member.protect))
+            out.append(dataclasses.replace(member, r=tome_for_budget(depth, num_patches, final).r))   # order kept
         else:
             out.append(member)
     return out[0] if len(out) == 1 else compose(out)
