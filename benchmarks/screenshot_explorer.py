@@ -98,7 +98,7 @@ def free_port() -> int:
 
 
 NOTEBOOK = "notebooks/00_tour.ipynb"          # the notebook whose explorer is driven, relative to the repository
-SAVED = ROOT / "build" / "tour.html"           # the page its last cell writes: once it is new, every cell has run
+SAVED = ROOT / "notebooks" / "build" / "tour.html"   # the page its last cell writes (the kernel runs in notebooks/)
 
 
 def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, saved: Path = SAVED) -> None:
@@ -166,23 +166,25 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
                     button.first.click()
             cell = page.locator(".jp-Cell", has=page.locator(".widget-image")).first
             cell.scroll_into_view_if_needed()
-            # In the browser, as a reader would: ImagePiece, keep rate down to 0.5 with the keyboard, block 2.
+            # In the browser, as a reader would: the ImagePiece and status buttons, then the keep-rate slider.
             cell.get_by_role("button", name="ImagePiece", exact=True).click()
             cell.get_by_role("button", name="status", exact=True).click()
             handle = cell.locator(".widget-slider", has_text="keep rate").locator(".noUi-handle").first
-            handle.focus()
             value = cell.locator(".widget-slider", has_text="keep rate").locator(".widget-readout").first
-            before = value.text_content()
-            for _ in range(4):
-                page.keyboard.press("ArrowLeft")
-            page.wait_for_function("(el) => el.textContent.trim() === '0.50'", arg=value.element_handle(),
-                                   timeout=30_000)
             picture = cell.locator(".widget-image").first
-            src = picture.get_attribute("src")
+            time.sleep(1.5)                       # the clicks above redraw first
+            before, src = value.text_content().strip(), picture.get_attribute("src")
+            handle.focus()
+            # Two steps down if there is room, else two up: the readout and the picture must follow.
+            key = "ArrowLeft" if float(before) >= 0.45 else "ArrowRight"
+            for _ in range(2):
+                page.keyboard.press(key)
+            page.wait_for_function("([el, old]) => el.textContent.trim() !== old", arg=[value.element_handle(), before],
+                                   timeout=30_000)
             page.wait_for_function("([el, old]) => el.src !== old", arg=[picture.element_handle(), src],
                                    timeout=30_000)
             time.sleep(1.5)
-            assert before != value.text_content()
+            assert before != value.text_content().strip()
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
             assert errors == 0, f"{errors} cell(s) of {notebook} printed an error in JupyterLab"
             figures = page.locator(".jp-RenderedImage img").count()

@@ -28,7 +28,8 @@ What the sources leave open, and what is chosen here:
   first). A share `candidates` in (0, 1) makes it the lowest-scoring ceil(candidates * T) of them instead
   (re-scored before each round), so the pieces that gained meaning stop merging.
 - Merge rounds. Each round merges half of the candidates (the most one bipartite matching can). Two rounds by
-  default: pieces of up to about four patches form before the final discard. At DeiT-S's first reduction with
+  default: pieces of two to four patches typically form before the final discard (more where several tokens match
+  one partner: matching is many-to-one). At DeiT-S's first reduction with
   keep rate 0.7: 196 tokens, K = 138, round 1 merges 29 of the 58 candidates, round 2 merges 14 of the 29
   pieces, and the 15 lowest of the remaining 153 tokens are discarded.
 - Later blocks attend proportionally (log-size bias, as ToMe), since tokens now stand for several patches.
