@@ -40,6 +40,7 @@ from retokviz.methods.budget import Methods, method_at
 from retokviz.methods.compose import as_tuple
 from retokviz.methods.registry import label, members, method_class, method_names
 from retokviz.patch import check_model
+from retokviz.paths import check_output_files
 from retokviz.render import plot_benchmark
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -378,6 +379,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
 
 def main(argv: list[str] | None = None) -> dict:
     parser, args = parse_args(argv)
+    check_output_files(parser, json=args.json, plot=args.plot)     # before anything is timed
     try:
         result = run(args.model, args.device, args.dtype, args.batch, args.img_size, tuple(args.keep),
                      not args.no_fuse, args.warmup, args.iters, args.rounds, args.pretrained, tuple(args.methods),

@@ -22,6 +22,7 @@ import retokviz as rv
 from retokviz.methods.budget import Methods, method_at
 from retokviz.methods.compose import token_counts
 from retokviz.metrics import accuracy, background_removed
+from retokviz.paths import check_output_files
 from retokviz.render import plot_evaluation
 
 RATES = (1.0, 0.9, 0.7, 0.5, 0.3)
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         rates = check_rates(args.rates)
     except ValueError as error:
         parser.error(f"--rates: {error}")
+    check_output_files(parser, json=args.json, plot=args.plot)     # before any model runs
     result = evaluate(args.test_size, args.seed, rates, args.checkpoints, progress=True)
     print(format_tables(result))
     if args.json:

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from retokviz.checkpoints import describe_method, write_atomically
 from retokviz.methods.base import Method
 from retokviz.patch import apply
+from retokviz.paths import check_writable_folder
 
 Methods = Method | Sequence[Method]   # one method, or several composed as rv.apply takes them
 
@@ -276,24 +277,6 @@ def resolve_device(request: str, local_rank: int = 0) -> torch.device:
     if device.index >= count:
         raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     return device
-
-
-def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
-    """Raise unless `folder` is a folder this process can write in, or one it can create. `what` names the folder
-    in the message (an option or a field).
-
-    Raises:
-        NotADirectoryError: `folder`, or a folder above it, is a file.
-        PermissionError: this process may not write there.
-    """
-    folder = Path(folder)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"{what} {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"{what} {folder}: this process may not write in {existing}")
 
 
 def _sum_across_ranks(values: Tensor, ranks: Ranks) -> Tensor:
