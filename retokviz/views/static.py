@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.patches import Patch as LegendPatch
@@ -268,25 +269,35 @@ def plot_methods(items: Sequence[TraceArrays] | Mapping[str, TraceArrays], view:
 # --- robustness -------------------------------------------------------------------------------------------
 
 def plot_background_removed(results: Sequence) -> Figure:
-    """The background share of the patches let go of, against the keep rate, with a random choice's share.
+    """The background share of the patches let go of, against the keep rate (reversed: less kept to the right),
+    one line per method, with a random choice's share.
 
     Args:
-        results: retokviz.robustness.background_by_keep_rate's list (keep_rate, removed, background, random).
+        results: retokviz.robustness.background_by_keep_rate's list (keep_rate, method, removed, background,
+            random), of one method or several (concatenated lists).
     """
     if not results:
         raise ValueError("results is empty: give background_by_keep_rate's list")
-    rates = [r.keep_rate for r in results]
-    figure = Figure(figsize=(4.4, 3.0))
+    series: dict[str, list] = {}
+    for result in results:
+        series.setdefault(_short(result.method), []).append(result)
+    figure = Figure(figsize=(4.6, 3.1))
     ax = figure.subplots()
-    ax.plot(rates, [100 * r.background for r in results], marker="o", label="let go of by the method")
-    ax.plot(rates, [100 * r.random for r in results], linestyle="--", color="0.4", label="a random choice")
-    for r in results:
-        ax.annotate(f"{100 * r.removed:.0f} %", (r.keep_rate, 100 * r.background), fontsize=6,
-                    textcoords="offset points", xytext=(0, 5), ha="center")
+    for order, (name, rows) in enumerate(series.items()):
+        rows = sorted(rows, key=lambda r: r.keep_rate)
+        ax.plot([r.keep_rate for r in rows], [100 * r.background for r in rows], marker="o", label=name,
+                color=method_colour(name, order))
+        for r in rows:
+            ax.annotate(f"{100 * r.removed:.0f} %", (r.keep_rate, 100 * r.background), fontsize=6,
+                        textcoords="offset points", xytext=(0, 5), ha="center")
+    rates = sorted({r.keep_rate for r in results})
+    random = sum(r.random for r in results) / len(results)
+    ax.plot(rates, [100 * random] * len(rates), linestyle="--", color="0.4", label="a random choice")
+    ax.invert_xaxis()
     ax.set_xlabel("keep rate")
     ax.set_ylabel("background share (%)")
-    ax.set_title(f"{_short(results[0].method)}: background among the patches let go of\n"
-                 "(labels: share of all patches let go of)", fontsize=TITLE_SIZE)
+    ax.set_title("background among the patches let go of\n(labels: share of all patches let go of)",
+                 fontsize=TITLE_SIZE)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
     figure.tight_layout()
@@ -307,6 +318,7 @@ def plot_masking_effect(effect) -> Figure:
             label="masked on the background")
     ax.axhline(100 * effect.baseline, color="0.4", linestyle="--", linewidth=1, label="nothing masked")
     ax.set_xlabel("patches masked per image")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{effect.method}: masking the object against the background\n({effect.images} images)",
                  fontsize=TITLE_SIZE)
@@ -328,6 +340,7 @@ def plot_masked_accuracy(result) -> Figure:
         ax.plot(result.counts, [100 * a for a in accuracy], marker="o", label=label,
                 color=method_colour(_short(label), order))
     ax.set_xlabel(f"patches masked per image ({result.where})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"accuracy under random masking ({result.images} images)", fontsize=TITLE_SIZE)
     ax.grid(alpha=0.3)
