@@ -79,9 +79,11 @@ class Config:
 
 
 def describe_device(device: torch.device) -> str:
-    """The device in words: GPU name, or CPU model and thread count."""
+    """The device in words: the GPU's name, or the CPU's model and the threads torch uses."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return device.type
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:

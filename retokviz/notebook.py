@@ -9,7 +9,6 @@ CPU (the test suite runs them so); full mode trains and sweeps the full configur
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,21 +42,15 @@ class Settings:
         return quick if self.quick else full
 
 
-def describe_device(device: str) -> str:
-    """The device in words: the GPU's name, or the CPU with its thread count."""
-    if device.startswith("cuda"):
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def setup(verbose: bool = True) -> Settings:
     """Decide the device and the mode, and print them with the versions (one line each)."""
     import retokviz
+    from retokviz.bench import describe_device
 
     settings = Settings(quick=quick_mode(), device="cuda" if torch.cuda.is_available() else "cpu")
     if verbose:
         mode = "quick (RETOKVIZ_QUICK or CI is set)" if settings.quick else "full"
-        print(f"device:   {describe_device(settings.device)}")
+        print(f"device:   {describe_device(torch.device(settings.device))}")
         print(f"versions: retokviz {retokviz.__version__}, torch {torch.__version__}, timm {timm.__version__}")
         print(f"mode:     {mode}")
     return settings

@@ -6,7 +6,6 @@ removed, so its "none" row is the untouched network.
 """
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 
 import timm
@@ -17,6 +16,7 @@ from retokviz.checkpoints import build_model, checkpoints, load_checkpoint, reso
 from retokviz.methods.registry import members, method_class
 from retokviz.patch import check_model, method_of, remove
 from retokviz.sweep.config import SweepConfig
+from retokviz.bench import describe_device
 
 CHECKPOINT, TIMM = "checkpoint", "timm"
 
@@ -74,22 +74,6 @@ def check_supported(source: Source, config: SweepConfig) -> None:
     model = _shape_only(source, config)
     for name in config.methods:
         check_model(model, tuple(method_class(member)() for member in members(name)))
-
-
-def describe_device(device: torch.device) -> str:
-    """The device in words: the GPU's name, or the CPU's model and the threads torch uses."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type != "cpu":
-        return device.type
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threads = torch.get_num_threads()
-    return f"cpu: {name}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def conditions(config: SweepConfig) -> dict[str, object]:
