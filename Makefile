@@ -26,8 +26,9 @@ lab: $(VENV)/.installed-notebooks
 	@echo "Starting JupyterLab on notebooks/ - open the http://127.0.0.1:... URL printed below (Ctrl-C to stop)."
 	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
+# The notebooks run in quick mode under test unless RETOKVIZ_QUICK=0 is given (full mode trains and sweeps).
 test: $(VENV)/.installed-dev browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	RETOKVIZ_QUICK=$${RETOKVIZ_QUICK:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright (Playwright's own browser download is not reachable
 # here). Installed with apt-get where we are root; elsewhere the browser test is skipped and says why.
