@@ -26,6 +26,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from retokviz.macs import input_channels
 from retokviz.methods.base import Method, Regroup
 from retokviz.methods.compose import as_tuple, compose, schedule, token_counts
 from retokviz.scoring import AttentionView
@@ -258,37 +259,38 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     return model
 
 
-def expected_images(model: nn.Module) -> str:
-    """What a patched model takes, in words: "[B, 3, 224, 224]" or "[B, 3, H, W], H and W multiples of 16"."""
-    from retokviz.macs import input_channels
-
-    channels = input_channels(model)
+def _image_rule(model: nn.Module) -> tuple[int, tuple[int, int] | None, tuple[int, int] | None]:
+    """What images a timm ViT takes: (channels, the exact (H, W) or None, the (rows, cols) that H and W must be
+    multiples of, or None where any size is padded to fit)."""
     embed = model.patch_embed
-    rows, cols = embed.patch_size
     if getattr(embed, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
-        height, width = embed.img_size
-        return f"[B, {channels}, {height}, {width}]"
+        return input_channels(model), tuple(embed.img_size), None
     if getattr(embed, "dynamic_img_pad", False):
+        return input_channels(model), None, None
+    return input_channels(model), None, tuple(embed.patch_size)
+
+
+def expected_images(model: nn.Module) -> str:
+    """What a patched model takes, in words: "[B, 3, 224, 224]" or "[B, 3, H, W] with H a multiple of 16 ..."."""
+    channels, exact, multiple = _image_rule(model)
+    if exact is not None:
+        return f"[B, {channels}, {exact[0]}, {exact[1]}]"
+    if multiple is None:
         return f"[B, {channels}, H, W]"
-    return f"[B, {channels}, H, W] with H a multiple of {rows} and W a multiple of {cols}"
+    return f"[B, {channels}, H, W] with H a multiple of {multiple[0]} and W a multiple of {multiple[1]}"
 
 
 def _check_images(model: nn.Module, args: tuple) -> None:
     """Forward pre-hook on a patched model: refuse images of the wrong rank, channels or size, saying what fits."""
     if not args or not isinstance(args[0], Tensor):
         return
-    images = args[0]
-    from retokviz.macs import input_channels
-
-    channels = input_channels(model)
-    embed = model.patch_embed
-    rows, cols = embed.patch_size
-    shape = tuple(images.shape)
-    fits = images.dim() == 4 and shape[1] == channels
-    if fits and getattr(embed, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
-        fits = shape[2:] == tuple(embed.img_size)
-    elif fits and not getattr(embed, "dynamic_img_pad", False):
-        fits = shape[2] % rows == 0 and shape[3] % cols == 0
+    channels, exact, multiple = _image_rule(model)
+    shape = tuple(args[0].shape)
+    fits = len(shape) == 4 and shape[1] == channels
+    if fits and exact is not None:
+        fits = shape[2:] == exact
+    elif fits and multiple is not None:
+        fits = shape[2] % multiple[0] == 0 and shape[3] % multiple[1] == 0
     if not fits:
         raise ValueError(f"{model_name(model)} takes images {expected_images(model)}, got a tensor of shape {shape}")
 
