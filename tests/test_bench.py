@@ -143,15 +143,3 @@ def test_configurations_take_registry_names_and_give_each_the_budget_of_evit(dei
     assert imagepiece.keep_rate == 0.5 and imagepiece.fuse and tome.r == 8       # fused, as EViT's budget counts
     no_fuse = bench.configurations(deit_small, (0.5,), fuse=False, kinds=("evit",))[1]
     assert no_fuse.label == "EViT 0.5 no fuse" and no_fuse.method == rv.EViT(keep_rate=0.5, fuse=False)
-
-
-@pytest.mark.parametrize("option", ["--json", "--plot"])
-def test_the_command_line_checks_its_output_paths_before_any_timing(option, tmp_path, monkeypatch, capsys):
-    from retokviz import bench as module
-
-    monkeypatch.setattr(module, "run", lambda *a, **k: pytest.fail("timed before checking the paths"))
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    with pytest.raises(SystemExit) as exit_info:
-        module.main([option, str(blocker / "out.json")])
-    assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err

@@ -1,0 +1,23 @@
+"""Output paths are checked before any work: a command whose result can't be saved fails at the start."""
+from __future__ import annotations
+
+import pytest
+
+from retokviz import bench, evaluate
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+@pytest.mark.parametrize("module, work", [(bench, "run"), (evaluate, "evaluate")], ids=["bench", "evaluate"])
+def test_a_command_line_checks_its_output_paths_before_any_work(module, work, option, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(module, work, lambda *a, **k: pytest.fail(f"{work} ran before the paths were checked"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([option, str(blocker / "out.json")])
+    assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_an_output_file_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--json", str(tmp_path)])
+    assert exit_info.value.code == 2 and "is a folder; give a file name" in capsys.readouterr().err
