@@ -304,6 +304,18 @@ def plot_background_removed(results: Sequence) -> Figure:
     return figure
 
 
+def _accuracy_against_masked(figure: Figure, ax, xlabel: str, title: str) -> Figure:
+    """The axes, title, grid and legend both masking figures share (whole patches on x, accuracy in % on y)."""
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=TITLE_SIZE)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
 def plot_masking_effect(effect) -> Figure:
     """Accuracy against the number of patches masked on the object and on the background.
 
@@ -317,15 +329,9 @@ def plot_masking_effect(effect) -> Figure:
     ax.plot(effect.counts, [100 * a for a in effect.background], marker="s", color=palette.REMOVED_BACKGROUND_HEX,
             label="masked on the background")
     ax.axhline(100 * effect.baseline, color="0.4", linestyle="--", linewidth=1, label="nothing masked")
-    ax.set_xlabel("patches masked per image")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{effect.method}: masking the object against the background\n({effect.images} images)",
-                 fontsize=TITLE_SIZE)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    figure.tight_layout()
-    return figure
+    return _accuracy_against_masked(figure, ax, "patches masked per image",
+                                    f"{effect.method}: masking the object against the background\n"
+                                    f"({effect.images} images)")
 
 
 def plot_masked_accuracy(result) -> Figure:
@@ -339,11 +345,5 @@ def plot_masked_accuracy(result) -> Figure:
     for order, (label, accuracy) in enumerate(result.accuracy.items()):
         ax.plot(result.counts, [100 * a for a in accuracy], marker="o", label=label,
                 color=method_colour(_short(label), order))
-    ax.set_xlabel(f"patches masked per image ({result.where})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"accuracy under random masking ({result.images} images)", fontsize=TITLE_SIZE)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    figure.tight_layout()
-    return figure
+    return _accuracy_against_masked(figure, ax, f"patches masked per image ({result.where})",
+                                    f"accuracy under random masking ({result.images} images)")
