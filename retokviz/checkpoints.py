@@ -358,6 +358,17 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.Path
     return path
 
 
+def checkpoint_weights(name_or_path: str | os.PathLike, *,
+                       directory: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights by parameter name, as stored; no model is built (the trainer's --init reads them).
+
+    Raises:
+        FileNotFoundError: unknown name (the message lists the available ones) or missing file.
+        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format.
+    """
+    return _read(resolve_checkpoint(name_or_path, directory), with_tensors=True)[1]
+
+
 def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.PathLike | None = None) -> nn.Module:
     """The timm model a checkpoint describes: built, weights loaded (strict), method applied, in eval mode, on CPU.
 

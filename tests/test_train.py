@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -514,3 +515,34 @@ def test_the_command_line_entry_point_runs_without_warnings():
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "python -m retokviz.train" in run.stdout and "--keep-rate" in run.stdout and run.stderr == ""
+
+
+def test_cli_init_starts_from_a_checkpoint_and_records_it(finished_run, tmp_path, fake_clutter, monkeypatch):
+    """--init: the model handed to training holds the checkpoint's weights, and a resume must give the same --init."""
+    started = {}
+
+    def capture(model, *args, settings=None, **kwargs):
+        started.update(weights={key: value.clone() for key, value in model.state_dict().items()}, settings=settings)
+        return "trained"
+
+    monkeypatch.setattr(sys.modules["retokviz.train.cli"], "train", capture)
+    checkpoint = finished_run.folder / "tiny.safetensors"
+    assert main([*TINY_RUN, "--out", str(tmp_path / "run"), "--init", str(checkpoint)]) == "trained"
+    stored = load_checkpoint(checkpoint).state_dict()
+    assert stored.keys() == started["weights"].keys()
+    assert all(torch.equal(stored[key], value) for key, value in started["weights"].items())
+    assert started["settings"]["init"] == str(checkpoint)
+
+
+@pytest.mark.parametrize("init, message", [
+    ("no-such-checkpoint", r"no checkpoint named .no-such-checkpoint. in .*; available: "),
+    ("WRONG_SHAPE", r"--init .*tiny.safetensors: its weights don't fit the model the options describe"),
+])
+def test_cli_refuses_an_init_that_is_missing_or_does_not_fit_before_making_data(init, message, finished_run,
+                                                                                tmp_path, fake_clutter, capsys):
+    argv = [*TINY_RUN, "--out", str(tmp_path / "run")]
+    if init == "WRONG_SHAPE":
+        argv += ["--depth", "3", "--init", str(finished_run.folder / "tiny.safetensors")]
+    else:
+        argv += ["--init", init]
+    assert re.search(message, refused(argv, capsys))

@@ -4,6 +4,7 @@
     python -m retokviz.train --quick --method evit --keep-rate 0.7 --out runs/try       # one short epoch: a check
     python -m retokviz.train --data /data/imagenette --model deit_small_patch16_224 --img-size 224 ...
     python -m retokviz.train ... --resume --out runs/evit                               # after an interruption
+    python -m retokviz.train ... --init showcase-baseline --method evit --keep-rate 0.7  # fine-tune a checkpoint
     torchrun --nproc_per_node 4 -m retokviz.train ...                                   # the same, on 4 GPUs
 
 This module builds the model and the data from the options and calls `rv.train` (retokviz/training.py), then
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--num-heads", type=int, default=3)
     model.add_argument("--num-classes", type=int, help="default: the data set's number of classes")
     model.add_argument("--coherence-stem", action="store_true", help="ImagePiece's local-coherence conv stem")
+    model.add_argument("--init", metavar="CHECKPOINT",
+                       help="start from these weights (a bundled checkpoint's name or a .safetensors file), to "
+                            "fine-tune it; the model options must describe the same model")
     data = parser.add_argument_group("data")
     data.add_argument("--data", default="clutter", help="'clutter' (generated) or a folder with train/ and val/")
     data.add_argument("--train-size", type=int, help=f"clutter: training images (default {DEFAULTS['train_size']}, "
@@ -226,6 +230,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         shortened = [note for note in shortened if not note.startswith("--keep")]
     device = resolve_device(config.device, Ranks.from_env().local_rank)
     settings = {name: getattr(args, name) for name in RUN_OPTIONS}
+    if args.init is not None:    # recorded only where given, so that runs from before --init still resume
+        settings["init"] = args.init
     check_writable_folder(args.out, "--out")
     resumed_epochs = check_run_folder(config, method, resume=args.resume, settings=settings)
     export_path = _export_path(args)
@@ -281,11 +287,26 @@ def build_model(args: argparse.Namespace, plan: Plan) -> nn.Module:
         from retokviz.stem import use_coherence_stem
 
         use_coherence_stem(model)
+    if args.init is not None:
+        _load_initial_weights(model, args.init)
     weight_bytes = sum(4 * value.numel() for value in model.state_dict().values())
     if plan.export_path is not None and weight_bytes > MAX_BYTES:
         raise ValueError(f"--export: this model's float32 weights take {weight_bytes:,} bytes, over the "
                          f"{MAX_BYTES:,} bytes a bundled checkpoint may have; lower --depth or --embed-dim")
     return model
+
+
+def _load_initial_weights(model: nn.Module, checkpoint: str) -> None:
+    """--init: load a checkpoint's weights into `model`, all of them; ValueError naming what does not fit."""
+    from retokviz.checkpoints import checkpoint_weights
+
+    weights = checkpoint_weights(checkpoint)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"--init {checkpoint}: its weights don't fit the model the options describe (give the "
+                         f"--img-size, --embed-dim, --depth, --num-heads and --coherence-stem it was trained "
+                         f"with): {str(error)[:400]}") from error
 
 
 # ------------------------------------------------------------------------------------------- data, output
@@ -319,7 +340,8 @@ def describe_conditions(args: argparse.Namespace, plan: Plan) -> str:
                 f"{len(plan.folders[1])} test images")
     targets = keep_rate_targets(method)
     conditions = {
-        "model": f"{args.model} {plan.model_kwargs}" + (" + coherence stem" if args.coherence_stem else ""),
+        "model": f"{args.model} {plan.model_kwargs}" + (" + coherence stem" if args.coherence_stem else "")
+                 + (f", starting from the weights of {args.init}" if args.init else ""),
         "data": data,
         "method": describe_method(method) or NO_METHOD,
         "epochs": config.epochs,
