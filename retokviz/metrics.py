@@ -69,13 +69,21 @@ class BackgroundRemoved:
 
     Attributes:
         removed: the share of all patches let go of (dropped or fused; for ToMe, merged).
-        background: of those, the share that is background (touches no object pixel).
+        background: of those, the share that is background (touches no object pixel); NaN where none was.
         random: the share of background among all patches: what a random choice would give.
     """
 
     removed: float
     background: float
     random: float
+
+    @property
+    def lift(self) -> float:
+        """(background - random) / (1 - random): 0 for a random choice, 1 when only background was let go of,
+        negative when the object went first; NaN where nothing was let go of or there is no object."""
+        if self.random >= 1.0:
+            return float("nan")
+        return (self.background - self.random) / (1.0 - self.random)
 
 
 @torch.no_grad()
@@ -92,24 +100,54 @@ def background_removed(
     Raises:
         ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
     """
+    per_block = background_removed_by_block(model, images, masks, batch_size, progress, every_block=True)
+    return per_block[max(per_block)]
+
+
+@torch.no_grad()
+def background_removed_by_block(
+    model: nn.Module, images: Tensor, masks: Tensor, batch_size: int = 256, progress: bool = False,
+    every_block: bool = False,
+) -> dict[int, BackgroundRemoved]:
+    """`background_removed` as it stands after each reduction block: the patches let go of up to that block.
+
+    Args:
+        model, images, masks: as for `background_removed`.
+        every_block: one entry per block, not only per block that reduced.
+
+    Returns:
+        {0-based block: BackgroundRemoved}, in block order: the blocks where some image was reduced (empty where
+        none was), or every block with every_block=True.
+
+    Raises:
+        ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
+    """
     parts = batches(images, batch_size, progress, "background removed")
     if masks.shape != (images.shape[0], *images.shape[-2:]):
         raise ValueError(f"masks must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
     # A method with a keep rate lets patches go by dropping or fusing them; methods without one only merge.
     merging_only = not any(method.has_keep_rate for method in as_tuple(state_of(model).method))
-    let_go = (Status.MERGED,) if merging_only else (Status.DROPPED, Status.FUSED)
+    let_go = torch.tensor([int(status) for status in ((Status.MERGED,) if merging_only else
+                                                      (Status.DROPPED, Status.FUSED))])
     device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
-    removed = background = patches = background_patches = 0
+    removed = background = reduced = None                # [L] counts, [L] bool, summed over the batches
+    patches = background_patches = 0
     for part in parts:
         with record(model) as trace:
             model(images[part].to(device))
-        statuses = torch.stack([layer.status.cpu() for layer in trace.layers])          # [L, b, P]
-        gone = torch.isin(statuses, torch.tensor([int(s) for s in let_go])).any(dim=0)   # [b, P]
+        statuses = torch.stack([layer.status.cpu() for layer in trace.layers])           # [L, b, P]
+        gone = torch.isin(statuses, let_go).cummax(dim=0).values                          # [L, b, P] by then
         is_background = ~patch_mask(masks[part], patch_size).flatten(1)                 # [b, P]
-        removed += int(gone.sum())
-        background += int((gone & is_background).sum())
-        patches += gone.numel()
+        counts = gone.flatten(1).sum(1), (gone & is_background).flatten(1).sum(1)
+        steps = torch.tensor([layer.step is not None for layer in trace.layers])
+        removed = counts[0] if removed is None else removed + counts[0]
+        background = counts[1] if background is None else background + counts[1]
+        reduced = steps if reduced is None else reduced | steps
+        patches += gone[0].numel()
         background_patches += int(is_background.sum())
-    return BackgroundRemoved(removed / patches, background / removed if removed else float("nan"),
-                             background_patches / patches)
+    blocks = range(len(removed)) if every_block else reduced.nonzero().flatten().tolist()
+    return {block: BackgroundRemoved(int(removed[block]) / patches,
+                                     int(background[block]) / int(removed[block]) if removed[block] else float("nan"),
+                                     background_patches / patches)
+            for block in blocks}

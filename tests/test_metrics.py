@@ -6,7 +6,8 @@ import torch
 
 import retokviz as rv
 from conftest import tiny_vit
-from retokviz.metrics import accuracy, background_removed
+from retokviz.metrics import BackgroundRemoved, accuracy, background_removed, background_removed_by_block
+
 
 @pytest.fixture(scope="module")
 def clutter():
@@ -66,3 +67,30 @@ def test_the_metrics_refuse_an_empty_batch_instead_of_dividing_by_zero(clutter):
         background_removed(model, images[:0], masks[:0])
     with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
         accuracy(model, images, labels, batch_size=0)
+
+
+def test_background_removed_by_block_counts_what_was_let_go_of_up_to_each_reduction_block(clutter):
+    images, _, masks = clutter
+    model = rv.apply(clutter_vit(), rv.EViT(keep_rate=0.5, layers=(1, 2)))
+    with rv.record(model) as trace, torch.no_grad():
+        model(images)
+    background = ~rv.data.patch_mask(masks).flatten(1)
+    by_block = background_removed_by_block(model, images, masks, batch_size=5)
+    assert list(by_block) == [1, 2]                                    # the reduction blocks only
+    let_go = torch.zeros_like(background)
+    for block in (1, 2):
+        status = trace.layers[block].status
+        let_go |= (status == rv.Status.FUSED) | (status == rv.Status.DROPPED)
+        assert by_block[block].removed == pytest.approx(let_go.float().mean().item())
+        assert by_block[block].background == pytest.approx((let_go & background).sum().item() / let_go.sum().item())
+    assert by_block[1].removed < by_block[2].removed                   # each block lets more go
+    assert by_block[2] == background_removed(model, images, masks)      # the last block's is the overall figure
+    every = background_removed_by_block(model, images, masks, every_block=True)
+    assert list(every) == [0, 1, 2, 3] and every[0].removed == 0 and every[3] == every[2]
+
+
+@pytest.mark.parametrize("background, random, lift", [(0.9, 0.8, 0.5), (0.8, 0.8, 0.0), (1.0, 0.6, 1.0),
+                                                      (0.4, 0.8, -2.0)])
+def test_the_lift_is_zero_for_a_random_choice_and_one_for_background_only(background, random, lift):
+    assert BackgroundRemoved(0.3, background, random).lift == pytest.approx(lift)
+    assert BackgroundRemoved(0.3, 0.5, 1.0).lift != BackgroundRemoved(0.3, 0.5, 1.0).lift     # NaN: no object
