@@ -27,8 +27,9 @@ from retokviz.sweep.attention import EXPLICIT, attention_kernel, fused_attention
 from retokviz.sweep.configurations import macs_and_tokens
 from retokviz.sweep.noise import ABOVE_CEILING, WITHIN_SPREAD, caveats, note
 from retokviz.sweep.timing import time_interleaved
+from retokviz.sweep.report import format_markdown
 
-CHECKPOINT = "clutter-vit-baseline"
+CHECKPOINT = "small-baseline"
 METHODS = ("evit", "imagepiece", "tome")
 RATES = (1.0, 0.7, 0.5)
 SETTINGS = dict(checkpoints=[CHECKPOINT], methods=METHODS, keep_rates=RATES, batch_sizes=[4], test_size=16,
@@ -167,7 +168,7 @@ def test_another_sweeps_table_is_refused(swept, tmp_path, nothing_built):
     ({"batch_sizes": [4, 0]}, "batch size must be an int >= 1, got 0"),
     ({"dtypes": ["fp8"]}, "unknown dtype 'fp8'; the dtypes are fp32, bf16, fp16"),
     ({"rounds": 0}, "rounds must be an int >= 1, got 0"),
-    ({"checkpoints": ["no-such-checkpoint"]}, "no checkpoint named 'no-such-checkpoint'.*clutter-vit-baseline"),
+    ({"checkpoints": ["no-such-checkpoint"]}, "no checkpoint named 'no-such-checkpoint'.*small-baseline"),
     ({"checkpoints": [], "models": ["no_such_vit"]}, "timm has no model 'no_such_vit'"),
     ({"device": "cuda:99" if torch.cuda.is_available() else "cuda"}, "device 'cuda"),
 ])
@@ -356,3 +357,18 @@ def test_a_timm_models_accuracy_comes_from_an_image_folder(tmp_path):
         SweepConfig(out=tmp_path / "s.csv", models="deit_small_patch16_224", data=tmp_path / "images")
     with pytest.raises(ValueError, match="must be an image folder with a val/ split"):
         SweepConfig(out=tmp_path / "s.csv", checkpoints=CHECKPOINT, data=tmp_path)
+
+
+def test_the_markdown_table_quotes_every_row_with_its_conditions(swept):
+    rows = swept[0].rows
+    table = format_markdown(rows).splitlines()
+    assert table[0].startswith(f"Conditions: {rows[0]['device']}, torch {rows[0]['torch']}") and "batch 4, fp32" in table[0]
+    body = table[4:]
+    assert len(body) == len(rows) and body[0].startswith("| untouched | 64 |")
+    for line, row in zip(body, rows):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[2] == f"{row['accuracy']:.1%}" and cells[3] == f"{row['macs'] / 1e9:.3f}"
+        assert cells[5] == f"{row['speedup']:.2f}x" and cells[6] == f"{row['macs_ceiling']:.2f}x"
+        assert cells[1].split("/")[-1] == row["tokens"].split()[-1]          # the last block's count
+    evit = next(line for line in body if line.startswith("| EViT 0.5 |"))
+    assert evit.split("|")[2].strip().count("/") == 3                       # 64 and three reductions

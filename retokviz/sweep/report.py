@@ -31,3 +31,52 @@ def format_table(rows: Sequence[dict]) -> str:
                      f"{_cell(row['latency_ms'], '.2f'):>8}{row['macs'] / 1e9:>8.3f}"
                      f"{str(row['tokens']).split()[-1]:>6}{_cell(row['spread'], '.1%'):>7}  {tail}")
     return "\n".join(lines)
+
+
+def _tokens(value: object) -> str:
+    """'196 196 139 ...' -> '196/139/99/71': the counts leaving the blocks, each change once."""
+    counts = [int(count) for count in str(value).split()]
+    changes = [count for index, count in enumerate(counts) if index == 0 or count != counts[index - 1]]
+    return "/".join(map(str, changes))
+
+
+def format_markdown(rows: Sequence[dict]) -> str:
+    """The rows as a Markdown table, one line per configuration (as the README quotes them), under one line of the
+    conditions they share; rows of several models, batch sizes or dtypes say which in their first cell.
+
+    Args:
+        rows: typed rows, as `read_table` gives them.
+    """
+    if not rows:
+        return "(no rows)"
+    varying = [column for column in ("model", "batch_size", "dtype")
+               if len({row[column] for row in rows}) > 1]
+    first = rows[0]
+    conditions = (f"{first['device']}, torch {first['torch']}, timm {first['timm']}, {first['attention']}, "
+                  f"{first['warmup']} warm-up + {first['runs']} timed passes x {first['rounds']} rounds, "
+                  f"median round" + ("" if varying else f", batch {first['batch_size']}, {first['dtype']}"))
+    lines = [f"Conditions: {conditions}.", "",
+             "| configuration | tokens leaving the blocks | top-1 | GMACs | img/s | speed-up | MACs ceiling "
+             "| of ceiling | batch-1 latency | spread |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        name = "untouched" if row["method"] == UNTOUCHED else f"{label(row['method'])} {row['keep_rate']:g}"
+        if varying:
+            name = ", ".join(str(row[column]) for column in varying) + f": {name}"
+        accuracy = "" if row["accuracy"] is None else f"{row['accuracy']:.1%}"
+        share = ("" if row["speedup"] is None or not row["macs_ceiling"] else
+                 f"{row['speedup'] / row['macs_ceiling']:.0%}")
+        latency = "" if row["latency_ms"] is None else f"{row['latency_ms']:.1f} ms"
+        lines.append(f"| {name} | {_tokens(row['tokens'])} | {accuracy} | {row['macs'] / 1e9:.3f} | "
+                     f"{_cell(row['images_per_s'], '.1f')} | {_cell(row['speedup'], '.2f')}x | "
+                     f"{_cell(row['macs_ceiling'], '.2f')}x | {share} | {latency} | {_cell(row['spread'], '.1%')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":          # python -m retokviz.sweep.report TABLE.csv: the table in Markdown
+    import sys
+
+    from retokviz.sweep.table import read_table
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m retokviz.sweep.report TABLE.csv")
+    print(format_markdown(read_table(sys.argv[1])))
