@@ -215,7 +215,7 @@ def main() -> None:
     from retokviz.explorer import explore
 
     ex = explore()
-    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", image=1)
+    ex.set(model="showcase-imagepiece-0.7-stem", method="imagepiece", image=1)
     ex.save_html(args.page)
     check_page(args.page, args.out)
     if not args.skip_lab:

@@ -10,7 +10,7 @@
         logits = model(images)
     rv.remove(model)                             # the untouched model, exactly
 """
-from retokviz import analysis, data, metrics, notebook, robustness, weights
+from retokviz import analysis, bundled, data, metrics, notebook, robustness, weights
 from retokviz.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
 from retokviz.macs import count_macs
 from retokviz.methods import EViT, ImagePiece, Method, ToMe

@@ -1,12 +1,16 @@
-"""Accuracy against keep rate, and background removed, for the bundled checkpoints on the generated test set.
+"""Accuracy against keep rate, and what each method lets go of, for a bundled set of checkpoints on generated test
+images of a seed no training run used.
 
     python -m retokviz.evaluate --json results/clutter-accuracy.json      # prints the README's tables
     python -m retokviz.evaluate --plot results/clutter-accuracy.png       # and draws them
+    python -m retokviz.evaluate --set small                               # the small set instead of the showcase
 
 Off the shelf: EViT, ImagePiece and ToMe applied to the baseline checkpoint, untrained for it. Trained: each
 method's own checkpoint (trained at keep rate 0.7), evaluated at every keep rate. ToMe has no keep rate: at keep
 rate k it gets a per-block r that ends with EViT's final token count at k (`rv.method_at`, the same budget the
-benchmark uses).
+benchmark uses). For each, the patches let go of are compared with the digit masks: the share that is background,
+the share a random choice would give, and the lift (share - random) / (1 - random), overall and after each block
+that let something go.
 """
 from __future__ import annotations
 
@@ -19,19 +23,18 @@ import torch
 from torch import nn
 
 import retokviz as rv
+from retokviz import bundled
+from retokviz.bundled import DEFAULT_SET, SETS
 from retokviz.methods.budget import Methods, method_at
 from retokviz.methods.compose import token_counts
-from retokviz.metrics import accuracy, background_removed
+from retokviz.metrics import accuracy, background_removed_by_block
 from retokviz.paths import check_output_files
 from retokviz.render import plot_evaluation
 
-RATES = (1.0, 0.9, 0.7, 0.5, 0.3)
-CHECKPOINTS = {  # method (as people write it) -> the bundled checkpoint trained with it
-    "none": "clutter-vit-baseline",
-    "EViT": "clutter-vit-evit-0.7",
-    "ImagePiece": "clutter-vit-imagepiece-0.7-stem",
-    "ToMe": "clutter-vit-tome",
-}
+RATES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+# The test images are drawn from a seed that no training run and no design choice used.
+SEED = 1001
+CHECKPOINTS = SETS[DEFAULT_SET]        # method (as people write it) -> the bundled checkpoint trained with it
 
 
 def check_rates(rates: tuple[float, ...]) -> tuple[float, ...]:
@@ -58,30 +61,40 @@ def final_tokens(model: nn.Module) -> int:
 
 def measure(model: nn.Module, method: Methods, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
             progress: bool) -> dict:
-    """Accuracy, final tokens and background removed of `model` running `method` (the model is as before after).
+    """Accuracy, final tokens and background removed (overall and after each reduction block) of `model` running
+    `method` (the model is as before after).
 
     Args:
         images: [B, 3, H, W]; labels: [B]; masks: [B, H, W] bool, the object's pixels.
     """
     with rv.applied(model, method):
-        removed = background_removed(model, images, masks, progress=progress)
+        every = background_removed_by_block(model, images, masks, progress=progress, every_block=True)
+        removed = every[max(every)]                      # all that was let go of, by the last block
+        # the blocks that let something go (the reduction blocks that did anything)
+        by_block = {block: value for block, value in every.items()
+                    if value.removed > (every[block - 1].removed if block else 0.0)}
         return {"accuracy": accuracy(model, images, labels, progress=progress), "tokens": final_tokens(model),
-                **dataclasses.asdict(removed)}
+                **dataclasses.asdict(removed), "lift": removed.lift,
+                "by_block": {str(block): {**dataclasses.asdict(value), "lift": value.lift}
+                             for block, value in by_block.items()}}
 
 
-def evaluate(test_size: int = 1000, seed: int = 0, rates: tuple[float, ...] = RATES, directory: str | None = None,
-             progress: bool = False) -> dict:
-    """Accuracy and background removed per method, keep rate, off the shelf and trained.
+def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] = RATES,
+             directory: str | None = None, progress: bool = False, checkpoint_set: str = DEFAULT_SET) -> dict:
+    """Accuracy and background removed per method, keep rate, off the shelf and trained, on `test_size` generated
+    test images of `seed`, at the models' image size.
 
     Raises:
-        ValueError: a keep rate outside (0, 1] or given twice.
+        ValueError: a keep rate outside (0, 1] or given twice, or an unknown checkpoint set.
     """
     rates = check_rates(rates)
-    images, labels, masks = rv.data.make_clutter(test_size, seed, split="test")
-    baseline = rv.load_checkpoint(CHECKPOINTS["none"], directory=directory)
+    checkpoints = bundled.checkpoints(checkpoint_set)
+    baseline = rv.load_checkpoint(checkpoints["none"], directory=directory)
+    image_size = baseline.patch_embed.img_size[0]
+    images, labels, masks = rv.data.make_clutter(test_size, seed, split="test", image_size=image_size)
     rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0,
              "accuracy": accuracy(baseline, images, labels, progress=progress)}]
-    for name, checkpoint in CHECKPOINTS.items():
+    for name, checkpoint in checkpoints.items():
         if name == "none":
             continue
         trained = rv.load_checkpoint(checkpoint, directory=directory)
@@ -92,8 +105,9 @@ def evaluate(test_size: int = 1000, seed: int = 0, rates: tuple[float, ...] = RA
                 method = method_at(name if template is None else template, model, keep_rate=rate)
                 rows.append({"method": name, "setting": setting, "keep_rate": rate,
                              **measure(model, method, images, labels, masks, progress)})
-    used = set(CHECKPOINTS.values())
-    conditions = {"test_images": test_size, "data_seed": seed, "split": "test", "torch": torch.__version__,
+    used = set(checkpoints.values())
+    conditions = {"checkpoint_set": checkpoint_set, "test_images": test_size, "data_seed": seed, "split": "test",
+                  "image_size": image_size, "torch": torch.__version__,
                   "checkpoints": {info.name: info.recipe for info in rv.checkpoints(directory) if info.name in used}}
     return {"conditions": conditions, "rows": rows}
 
@@ -125,20 +139,48 @@ def _removed_cell(row: dict) -> str:
     return f"{row['background']:.0%} of {row['removed']:.0%} (random {row['random']:.0%})"
 
 
-def format_tables(result: dict) -> str:
-    """Markdown: accuracy by keep rate, then background removed by keep rate."""
+def _lift_cell(row: dict) -> str:
+    """The background lift of what was let go of, or "-" where nothing was."""
+    return "-" if row["removed"] == 0 else f"{row['lift']:.2f}"
+
+
+def _by_block_table(rows: list[dict], rate: float) -> list[str]:
+    """Markdown: the lift of the patches let go of up to each reduction block, at keep rate `rate`."""
+    chosen = [row for row in rows if row["method"] != "none" and row["keep_rate"] == rate]
+    if not chosen:
+        return []
+    blocks = sorted({int(block) for row in chosen for block in row["by_block"]})
+    lines = [f"| lift after block, keep {rate} | " + " | ".join(f"block {block}" for block in blocks) + " |",
+             "|---|" + "---|" * len(blocks)]
+    for row in chosen:
+        cells = []
+        for block in blocks:
+            value = row["by_block"].get(str(block))
+            cells.append("-" if value is None or value["removed"] == 0 else
+                         f"{value['lift']:.2f} ({value['removed']:.0%})")
+        lines.append(f"| {row['method']}, {row['setting']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def format_tables(result: dict, block_rate: float = 0.7) -> str:
+    """Markdown: accuracy by keep rate, background removed and its lift by keep rate, and the lift after each
+    reduction block at `block_rate` (where it was measured)."""
     rows = result["rows"]
     rates = sorted({row["keep_rate"] for row in rows if row["method"] != "none"}, reverse=True)
     baseline = next(row for row in rows if row["method"] == "none")["accuracy"]
     return "\n".join([f"Baseline (no reduction): {baseline:.1%}", "",
                       *_table(rows, rates, "method", lambda row: f"{row['accuracy']:.1%}"), "",
-                      *_table(rows, rates, "method (patches let go of)", _removed_cell)])
+                      *_table(rows, rates, "method (patches let go of)", _removed_cell), "",
+                      *_table(rows, rates, "method (background lift)", _lift_cell), "",
+                      *_by_block_table(rows, block_rate)])
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m retokviz.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=SEED, help=f"the test images' seed (default {SEED}, which no "
+                                                                "training run used)")
+    parser.add_argument("--set", default=DEFAULT_SET, choices=list(SETS), help="which bundled set to evaluate")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES), help="keep rates in (0, 1], once each")
     parser.add_argument("--checkpoints", help="the directory of the checkpoints (default: data/)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -151,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as error:
         parser.error(f"--rates: {error}")
     check_output_files(parser, json=args.json, plot=args.plot)     # before any model runs
-    result = evaluate(args.test_size, args.seed, rates, args.checkpoints, progress=True)
+    result = evaluate(args.test_size, args.seed, rates, args.checkpoints, progress=True, checkpoint_set=args.set)
     print(format_tables(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

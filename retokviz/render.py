@@ -123,8 +123,9 @@ def _series(rows: list[dict], name: str, setting: str, key: str) -> tuple[list[f
 
 
 def plot_evaluation(result: dict) -> Figure:
-    """Two panels: accuracy against keep rate, and the share of background among the patches let go of (with the
-    random share), per method; solid lines trained, dashed off the shelf.
+    """Two panels: accuracy against keep rate, and the background lift of the patches let go of,
+    (share of background - random share) / (1 - random share), per method; solid lines trained, dashed off the
+    shelf. A lift of 0 is what a random choice gives, 1 means only background was let go of.
 
     Args:
         result: what `retokviz.evaluate.evaluate` returns (or its JSON): "conditions" with "test_images", and
@@ -141,20 +142,21 @@ def plot_evaluation(result: dict) -> Figure:
             rates, accuracies = _series(rows, name, setting, "accuracy")
             left.plot(rates, [100 * value for value in accuracies], style, marker="o", markersize=3, color=colour,
                       label=f"{name}, {setting}")
-            rates, shares = _series(rows, name, setting, "background")
-            points = [(rate, share) for rate, share in zip(rates, shares) if not math.isnan(share)]  # NaN: none let go
-            right.plot([rate for rate, _ in points], [100 * share for _, share in points], style, marker="o",
+            rates, lifts = _series(rows, name, setting, "lift")
+            points = [(rate, lift) for rate, lift in zip(rates, lifts) if not math.isnan(lift)]  # NaN: none let go
+            right.plot([rate for rate, _ in points], [lift for _, lift in points], style, marker="o",
                        markersize=3, color=colour)
-    random = [row["random"] for row in rows if "random" in row]
-    right.axhline(100 * sum(random) / len(random), color="gray", linewidth=1, label="a random choice")
+    right.axhline(0.0, color="gray", linewidth=1, label="a random choice")
     left.set(xlabel="keep rate", ylabel="test accuracy (%)", title="accuracy")
-    right.set(xlabel="keep rate", ylabel="background (%)", title="background among the patches let go of")
+    right.set(xlabel="keep rate", ylabel="background lift", title="background lift of the patches let go of")
     for ax in (left, right):
         ax.invert_xaxis()                                   # less kept to the right
         ax.grid(alpha=0.3)
         ax.title.set_fontsize(9)
     left.legend(fontsize=6, ncol=2)
     right.legend(fontsize=6)
-    figure.suptitle(f"bundled checkpoints on {result['conditions']['test_images']} generated test images", fontsize=9)
+    conditions = result["conditions"]
+    seed = f", seed {conditions['data_seed']}" if "data_seed" in conditions else ""
+    figure.suptitle(f"bundled checkpoints on {conditions['test_images']} generated test images{seed}", fontsize=9)
     figure.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.15, wspace=0.25)
     return figure

@@ -4,7 +4,7 @@ of across keep rates, and what masking patches on the object or on the backgroun
     import retokviz as rv
     from retokviz.robustness import background_by_keep_rate, mask_patches, masked_accuracy, masking_effect
 
-    model = rv.load_checkpoint("clutter-vit-evit-0.7")
+    model = rv.load_checkpoint("small-evit-0.7")
     images, labels, masks = rv.data.make_clutter(500, seed=0)
     background_by_keep_rate(model, images, masks, keep_rates=(0.5, 0.7, 0.9))   # [RemovedAtRate, ...]
     masked = mask_patches(images, masks, where="object", count=4, seed=0)      # [B, 3, H, W]

@@ -36,7 +36,7 @@ def test_a_saved_page_moves_its_sliders_offline_without_a_kernel(tmp_path):
     import retokviz as rv
 
     ex = rv.explore(num_images=2)
-    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", image=1)
+    ex.set(model="showcase-imagepiece-0.7-stem", method="imagepiece", image=1)
     page = tmp_path / "explorer.html"
     ex.save_html(page)
     driver.check_page(page, SHOTS / "page.png")     # asserts: frames and token counts follow the sliders, no request

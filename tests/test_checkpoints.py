@@ -264,7 +264,7 @@ def test_a_loaded_checkpoint_names_the_normalisation_it_was_trained_with():
 
     from retokviz.images import prepare
 
-    model = rv.load_checkpoint("clutter-vit-baseline")
+    model = rv.load_checkpoint("small-baseline")
     assert tuple(model.pretrained_cfg["mean"]) == IMAGENET_DEFAULT_MEAN
     assert tuple(model.pretrained_cfg["std"]) == IMAGENET_DEFAULT_STD
     picture = np.random.default_rng(0).random((128, 128, 3)).astype(np.float32)

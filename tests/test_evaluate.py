@@ -40,8 +40,18 @@ def test_the_evaluation_sweep_covers_every_method_setting_and_rate(checkpoints):
         fused = row["method"] == "ImagePiece" and row["setting"] == "trained"    # its checkpoint's own setting
         assert row["tokens"] == (64 if row["keep_rate"] == 1.0 else
                                  {"EViT": 10, "ImagePiece": 10 if fused else 8, "ToMe": 10}[row["method"]]), row
-    table = evaluate.format_tables(result)
+        if row["removed"] > 0:
+            assert row["lift"] == pytest.approx((row["background"] - row["random"]) / (1 - row["random"]))
+            last = max(row["by_block"], key=int)       # the lift after the last reduction block is the overall one
+            assert row["by_block"][last]["lift"] == pytest.approx(row["lift"])
+            layers = rv.method_at(row["method"].lower(), rv.load_checkpoint(evaluate.CHECKPOINTS["none"],
+                                                                          directory=checkpoints), keep_rate=0.5)
+            if row["method"] != "ToMe":                # ToMe merges in every block
+                assert sorted(map(int, row["by_block"])) == list(layers.reduction_layers(4)), row["by_block"]
+    table = evaluate.format_tables(result, block_rate=0.5)
     assert "| EViT, trained |" in table and "| ToMe, off the shelf |" in table and "keep 0.5" in table
+    assert "| method (background lift) |" in table and "| lift after block, keep 0.5 | block 0 |" in table
+    assert result["conditions"]["data_seed"] == evaluate.SEED and result["conditions"]["image_size"] == 128
     assert set(result["conditions"]["checkpoints"]) == set(evaluate.CHECKPOINTS.values())
 
 
@@ -75,6 +85,7 @@ def test_the_sweep_refuses_a_rate_out_of_range_or_given_twice(rates, message):
     (["--rates", "1.0", "0.5", "1.0"], "--rates: keep rate 1.0 is given more than once"),
     (["--rates", "-0.1"], "--rates: keep rates must be in (0, 1], got -0.1"),
     (["--test-size", "0"], "--test-size must be >= 1, got 0"),
+    (["--set", "huge"], "--set: invalid choice: 'huge'"),
 ])
 def test_the_command_line_refuses_bad_rates(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
@@ -87,5 +98,12 @@ def test_the_command_line_prints_the_tables_and_writes_json_and_plot(checkpoints
         result = evaluate.main(["--test-size", "4", "--rates", "1.0", "0.5", "--checkpoints", str(checkpoints),
                                 "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")])
     assert "Baseline (no reduction):" in capsys.readouterr().out
-    assert json.loads((tmp_path / "r.json").read_text())["rows"][1] == pytest.approx(result["rows"][1], nan_ok=True)
+    written, expected = json.loads((tmp_path / "r.json").read_text())["rows"][-1], dict(result["rows"][-1])
+    assert written.pop("by_block").keys() == expected.pop("by_block").keys()
+    assert written == pytest.approx(expected, nan_ok=True)
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_unknown_set_is_refused_by_the_function_too():
+    with pytest.raises(ValueError, match=r"unknown checkpoint set 'huge'; valid: showcase, small"):
+        evaluate.evaluate(test_size=1, checkpoint_set="huge", directory="/nonexistent")

@@ -52,8 +52,8 @@ def test_importing_the_explorer_leaves_ipywidgets_and_plotly_unloaded():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_offline_default_offers_every_checkpoint_method_and_view(ex):
-    assert set(ex.checkpoint.options) == {info.name for info in rv.checkpoints()}
+def test_offline_default_offers_the_showcase_checkpoints_every_method_and_view(ex):
+    assert set(ex.checkpoint.options) == set(rv.bundled.checkpoints("showcase").values())
     assert [value for _, value in ex.method.options] == list(METHODS)
     assert [label for label, _ in ex.method.options] == ["EViT", "ImagePiece", "ToMe", "ImagePiece + ToMe"]
     assert [value for _, value in ex.view.options] == list(VIEWS)
@@ -63,7 +63,7 @@ def test_offline_default_offers_every_checkpoint_method_and_view(ex):
     assert ex._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.root.model_id
 
 
-@pytest.mark.parametrize("checkpoint", [info.name for info in rv.checkpoints()])
+@pytest.mark.parametrize("checkpoint", sorted(rv.bundled.checkpoints("showcase").values()))
 def test_every_checkpoint_and_method_draws_every_view_and_block(ex, checkpoint):
     ex.set(model=checkpoint)
     for method in METHODS:
@@ -80,17 +80,17 @@ def test_every_checkpoint_and_method_draws_every_view_and_block(ex, checkpoint):
 
 
 def test_choosing_a_checkpoint_selects_the_method_it_was_trained_with(ex):
-    ex.set(model="clutter-vit-baseline", method="imagepiece+tome")
-    for checkpoint, method in (("clutter-vit-tome", "tome"), ("clutter-vit-imagepiece-0.7-stem", "imagepiece"),
-                               ("clutter-vit-evit-0.7", "evit")):
+    ex.set(model="showcase-baseline", method="imagepiece+tome")
+    for checkpoint, method in (("showcase-tome", "tome"), ("showcase-imagepiece-0.7-stem", "imagepiece"),
+                               ("showcase-evit-0.7", "evit")):
         ex.checkpoint.value = checkpoint
         assert ex.method.value == method
-    ex.set(model="clutter-vit-tome", method="evit")     # a method set with the model wins
+    ex.set(model="showcase-tome", method="evit")     # a method set with the model wins
     assert ex.method.value == "evit"
 
 
 def test_layer_view_and_patch_changes_run_no_forward_pass(ex):
-    ex.set(model="clutter-vit-evit-0.7", method="evit", keep_rate=0.6, patch=None)
+    ex.set(model="showcase-evit-0.7", method="evit", keep_rate=0.6, patch=None)
     with Passes(ex) as passes:
         for view in VIEWS:
             for block in range(ex.layer.max + 1):
@@ -109,7 +109,7 @@ def test_layer_view_and_patch_changes_run_no_forward_pass(ex):
 
 
 def test_tokens_and_trace_change_with_the_keep_rate_for_every_method(ex):
-    ex.set(model="clutter-vit-baseline")
+    ex.set(model="showcase-baseline")
     for method in METHODS:
         ex.set(method=method)
         tokens, traces = [], []
@@ -123,7 +123,7 @@ def test_tokens_and_trace_change_with_the_keep_rate_for_every_method(ex):
 
 
 def test_tome_follows_the_keep_rate_through_method_at(ex):
-    ex.set(model="clutter-vit-tome", method="tome", keep_rate=0.5)
+    ex.set(model="showcase-tome", method="tome", keep_rate=0.5)
     expected = rv.method_at(rv.method_of(ex.model), ex.model, keep_rate=0.5)
     assert ex.run.method == expected
     ex.set(method="evit")
@@ -133,16 +133,16 @@ def test_tome_follows_the_keep_rate_through_method_at(ex):
 
 
 def test_prediction_beside_the_untouched_model(ex):
-    ex.set(model="clutter-vit-evit-0.7", method="evit", keep_rate=0.7, image=0)
+    ex.set(model="showcase-evit-0.7", method="evit", keep_rate=0.7, image=0)
     untouched, macs = ex.session.untouched(ex.checkpoint.value, 0)
     assert len(ex.run.prediction.top) == len(untouched.top) == 3
     html = ex.prediction.value
     assert html.count("<tr>") == 6 and "true class" in html
-    assert f"{ex.run.tokens}</b> of 64" in html and f"{macs / 1e6:.1f} M" in html
+    assert f"{ex.run.tokens}</b> of 144" in html and f"{macs / 1e6:.1f} M" in html
 
 
 def test_following_a_patch_lists_its_lineage(ex):
-    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", keep_rate=0.5, patch=(3, 4))
+    ex.set(model="showcase-imagepiece-0.7-stem", method="imagepiece", keep_rate=0.5, patch=(3, 4))
     assert ex.patch == (3, 4)
     assert ex.lineage.value.count("<li>") == len(ex.model.blocks) and "row 3, col 4" in ex.lineage.value
     ex.set(patch=None)
@@ -161,7 +161,7 @@ def test_an_uploaded_picture_of_another_size_is_prepared_and_shown():
     ex.upload.value = ({"name": "mine.png", "type": "image/png", "size": len(data), "content": memoryview(data),
                         "last_modified": datetime.datetime.now()},)
     assert ex.image.value == 2 and ex.image.options[-1] == ("2: mine.png", 2)
-    assert ex.run.arrays.picture.shape == (128, 128, 3)
+    assert ex.run.arrays.picture.shape == (192, 192, 3)
     ex.view.value = "removed"                        # no mask for it: said, not raised
     assert "mask" in ex.legend.value
     ex.upload.value = ({"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
@@ -212,7 +212,7 @@ def test_unknown_names_list_the_valid_ones(ex):
         ex.set(view="heat")
     with pytest.raises(ValueError, match="evit.*imagepiece.*tome.*imagepiece\\+tome"):
         ex.set(method="dynamicvit")
-    with pytest.raises(ValueError, match="clutter-vit-baseline"):
+    with pytest.raises(ValueError, match="showcase-baseline"):
         ex.set(model="nope")
     with pytest.raises(ValueError, match="keep_rate"):
         ex.set(keep_rate=1.5)
@@ -227,11 +227,11 @@ def test_unknown_names_list_the_valid_ones(ex):
 def test_the_cache_is_bounded_and_keyed_by_setting(ex):
     session = ex.session
     before = session.forward_passes
-    first = session.run("clutter-vit-evit-0.7", 1, "evit", 0.35)
-    assert session.run("clutter-vit-evit-0.7", 1, "evit", 0.35000000001) is first
+    first = session.run("showcase-evit-0.7", 1, "evit", 0.35)
+    assert session.run("showcase-evit-0.7", 1, "evit", 0.35000000001) is first
     assert session.forward_passes == before + 2            # one pass, one MAC count
     session.cache_size = 2
     for rate in (0.8, 0.85, 0.9):
-        session.run("clutter-vit-evit-0.7", 1, "evit", rate)
-    assert not session.cached("clutter-vit-evit-0.7", 1, "evit", 0.35)
+        session.run("showcase-evit-0.7", 1, "evit", rate)
+    assert not session.cached("showcase-evit-0.7", 1, "evit", 0.35)
     session.cache_size = 128

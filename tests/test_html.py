@@ -42,7 +42,7 @@ def page_data(text: str) -> dict:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     ex = explore(num_images=2)
-    ex.set(model="clutter-vit-imagepiece-0.7-stem", method="imagepiece", image=1)
+    ex.set(model="showcase-imagepiece-0.7-stem", method="imagepiece", image=1)
     path = ex.save_html(tmp_path_factory.mktemp("page") / "deep" / "explorer.html")
     return ex, path, path.read_text(encoding="utf-8")
 
@@ -61,7 +61,7 @@ def test_the_page_holds_every_frame_of_every_keep_rate_block_and_view(saved):
         assert frame.startswith("data:image/png;base64,")
         assert base64.b64decode(frame.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     tokens = [s["num_tokens"][-1] for s in data["settings"]]
-    assert tokens == sorted(tokens) and tokens[0] < tokens[-1] == 64       # fewer tokens at lower keep rates
+    assert tokens == sorted(tokens) and tokens[0] < tokens[-1] == 144       # fewer tokens at lower keep rates
     assert all(len(s["top"]) == 3 and s["macs"] > 0 for s in data["settings"])
     assert data["untouched"] and data["truth"] == ex.session.label(ex.checkpoint.value,
                                                                    ex.session.gallery.entries[1].label)

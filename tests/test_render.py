@@ -118,7 +118,7 @@ def evaluation_result():
                                                   for s in ("off the shelf", "trained") for k in (1.0, 0.5)):
         rows.append({"method": name, "setting": setting, "keep_rate": rate, "accuracy": 0.5 + index / 100,
                      "removed": 0.0 if rate == 1.0 else 0.5, "background": float("nan") if rate == 1.0 else 0.8,
-                     "random": 0.75})
+                     "random": 0.75, "lift": float("nan") if rate == 1.0 else 0.2})
     return {"conditions": {"test_images": 6}, "rows": rows}
 
 
@@ -177,5 +177,6 @@ def test_the_evaluation_plot_draws_each_method_and_setting_from_the_rows():
     assert trained_tome.get_color() == render.METHOD_COLOURS["tome"]
     plotted = [line for line in background_ax.get_lines() if not line.get_label().startswith("a random")]
     assert all(list(line.get_xdata()) == [0.5] for line in plotted)       # keep 1.0 let nothing go: no point
+    assert all(list(line.get_ydata()) == pytest.approx([0.2]) for line in plotted)
     assert [line.get_ydata()[0] for line in background_ax.get_lines() if line.get_label() == "a random choice"] \
-        == pytest.approx([75])
+        == pytest.approx([0])

@@ -70,7 +70,7 @@ def test_mask_patches_errors_name_the_valid_values(clutter):
 
 def test_masking_the_object_hurts_more_than_masking_the_background(clutter):
     images, labels, masks = clutter
-    model = rv.load_checkpoint("clutter-vit-baseline")
+    model = rv.load_checkpoint("small-baseline")
     effect = robustness.masking_effect(model, images, labels, masks, counts=(2, 4), seed=0, progress=False)
     print(effect)        # measured (200 images): object 0.745, 0.485; background 0.975, 0.975; baseline 0.975
     assert effect.counts == (2, 4) and effect.images == 200 and effect.method == "untouched"
@@ -83,7 +83,7 @@ def test_masking_the_object_hurts_more_than_masking_the_background(clutter):
 
 def test_masked_accuracy_per_method_restores_the_model(clutter):
     images, labels, _ = (part[:64] for part in clutter)
-    model = rv.load_checkpoint("clutter-vit-evit-0.7")
+    model = rv.load_checkpoint("small-evit-0.7")
     methods = {"untouched": None, "EViT(keep_rate=0.5)": rv.EViT(keep_rate=0.5)}
     result = robustness.masked_accuracy(model, methods, images, labels, counts=(0, 16), seed=0, progress=False)
     assert result.counts == (0, 16) and result.where == "any" and result.images == 64
@@ -100,7 +100,7 @@ def test_masked_accuracy_per_method_restores_the_model(clutter):
 
 def test_evit_lets_go_of_background_across_keep_rates(clutter):
     images, _, masks = (part[:100] for part in clutter)
-    model = rv.load_checkpoint("clutter-vit-evit-0.7")
+    model = rv.load_checkpoint("small-evit-0.7")
     results = robustness.background_by_keep_rate(model, images, masks, keep_rates=(0.5, 0.9), progress=False)
     print(results)
     assert [r.keep_rate for r in results] == [0.5, 0.9]

@@ -78,7 +78,7 @@ def test_the_explorer_falls_back_to_the_bundled_models_quickly(tmp_path, silent_
     start = time.monotonic()
     ex = explore("deit_small_patch16_224", num_images=1)
     assert time.monotonic() - start < 10
-    assert "clutter-vit-evit-0.7" in ex.checkpoint.options
+    assert "showcase-evit-0.7" in ex.checkpoint.options
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "no pretrained weights" in line and "bundled" in line
     assert "no pretrained weights" in ex.message.value

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from retokviz.bundled import name as bundled_name
 from retokviz.explorer.inputs import DEFAULT_IMAGES, Gallery, model_size, resolve_models
 from retokviz.explorer.session import THREADS, Session
 
@@ -49,8 +50,8 @@ def explore(
     """An explorer of token reduction on `model`.
 
     Args:
-        model: None (every bundled checkpoint, on generated clutter test images with their digit masks), a
-            timm ViT, a bundled checkpoint name, a timm model name (pretrained weights from `weights`, the local
+        model: None (the bundled showcase models, rv.bundled, on generated clutter test images with their digit
+            masks), a timm ViT, a bundled checkpoint name, a timm model name (pretrained weights from `weights`, the local
             cache or the hub; where there are none, one line says so and the bundled models are shown), or a
             mapping name -> any of those.
         images: [N, 3, H, W] normalised as the model expects; None: generated clutter for the bundled models,
@@ -90,7 +91,7 @@ def explore(
         gallery = Gallery.from_pictures([data.sample_photo(name, 256)[1] for name in data.PHOTOS], data.PHOTOS)
     names_by_model = {name: class_names or _class_names(network, bundled) for name, network in models.items()}
     session = Session(models, gallery, names_by_model, threads=threads)
-    default = "clutter-vit-evit-0.7" if "clutter-vit-evit-0.7" in models else next(iter(models))
+    default = bundled_name("EViT") if bundled_name("EViT") in models else next(iter(models))
     if keep_rate is None:
         keep_rate = getattr(_own(models[default]), "keep_rate", None) if method is None else None
     return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, layer=layer,

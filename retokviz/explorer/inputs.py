@@ -45,8 +45,10 @@ def load_bundled(name: str) -> nn.Module:
 
 
 def bundled_models() -> dict[str, nn.Module]:
-    """Every bundled checkpoint (data/), by name, in eval mode with its method applied (see load_bundled)."""
-    return {info.name: load_bundled(info.name) for info in checkpoints()}
+    """The bundled showcase set (rv.bundled), by name, in eval mode with its methods applied (see load_bundled)."""
+    from retokviz.bundled import DEFAULT_SET, SETS
+
+    return {name: load_bundled(name) for name in SETS[DEFAULT_SET].values()}
 
 
 def _from_name(name: str, weights: str | None) -> tuple[dict[str, nn.Module], str | None]:

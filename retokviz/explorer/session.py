@@ -2,7 +2,7 @@
 kept in an LRU cache, so that moving through blocks, views or patches never runs the model again.
 
     session = Session(models, gallery, class_names)
-    run = session.run("clutter-vit-evit-0.7", image=0, method="tome", keep_rate=0.5)
+    run = session.run("small-evit-0.7", image=0, method="tome", keep_rate=0.5)
     run.arrays.status[block]          # [rows, cols], what view images are drawn from
     run.top                           # [(class name, probability), ...] top-3 at this setting
     session.untouched(model, image)   # the same for the model without any reduction

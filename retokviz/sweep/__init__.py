@@ -1,11 +1,11 @@
 """The keep-rate trade-off sweep: models x methods x keep rates x batch sizes x dtypes, one CSV row each.
 
     from retokviz.sweep import sweep
-    result = sweep(out="sweep.csv", checkpoints=["clutter-vit-baseline"], methods=["evit", "tome"],
+    result = sweep(out="sweep.csv", checkpoints=["small-baseline"], methods=["evit", "tome"],
                    keep_rates=[1.0, 0.7, 0.5], batch_sizes=[16], quick=True)
     result.rows                      # the table, typed; `read_table("sweep.csv")` reads it back
 
-    python -m retokviz.sweep --checkpoint clutter-vit-baseline --methods evit imagepiece tome \\
+    python -m retokviz.sweep --checkpoint small-baseline --methods evit imagepiece tome \\
         --keep 1.0 0.7 0.5 --batch 16 --test-size 200 --quick --out sweep.csv
     python -m retokviz.sweep --model deit_small_patch16_224 --device cuda --dtype bf16 --batch 256 \\
         --out results/sweep-h100.csv --plot results/sweep-h100.png

@@ -1,6 +1,6 @@
 """python -m retokviz.sweep: the keep-rate trade-off sweep into a CSV table (see retokviz.sweep).
 
-    python -m retokviz.sweep --checkpoint clutter-vit-baseline --methods evit imagepiece tome \\
+    python -m retokviz.sweep --checkpoint small-baseline --methods evit imagepiece tome \\
         --keep 1.0 0.7 0.5 --batch 16 --test-size 200 --quick --out sweep.csv
     python -m retokviz.sweep --model deit_small_patch16_224 --device cuda --dtype bf16 --batch 256 \\
         --out results/sweep-h100.csv --plot results/sweep-h100.png

@@ -1,6 +1,6 @@
 """What a sweep measures: one frozen dataclass, checked when it is made, before any model is built.
 
-    SweepConfig(out="sweep.csv", checkpoints=("clutter-vit-baseline",), keep_rates=(1.0, 0.7, 0.5), quick=True)
+    SweepConfig(out="sweep.csv", checkpoints=("small-baseline",), keep_rates=(1.0, 0.7, 0.5), quick=True)
 
 Every error names the bad value and the valid range. The timing and test-set sizes left as None take the defaults
 of the mode: a measurement (`DEFAULTS`) or, with `quick`, a seconds-long smoke run (`QUICK`).
