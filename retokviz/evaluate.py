@@ -34,7 +34,7 @@ from retokviz.render import plot_evaluation
 RATES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 # The test images are drawn from a seed that no training run and no design choice used.
 SEED = 1001
-CHECKPOINTS = SETS[DEFAULT_SET]        # method (as people write it) -> the bundled checkpoint trained with it
+CHECKPOINTS = bundled.checkpoints()    # method (as people write it) -> the bundled checkpoint trained with it
 
 
 def check_rates(rates: tuple[float, ...]) -> tuple[float, ...]:
