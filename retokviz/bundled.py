@@ -5,6 +5,7 @@ with EViT, and so on, for the evaluation, the notebooks, the explorer and the te
     rv.bundled.name("none", "small")           # 'small-baseline'
     rv.bundled.checkpoints("showcase")         # {'none': 'showcase-baseline', 'EViT': ..., ...}
     rv.load_checkpoint(rv.bundled.name("ImagePiece"))
+    rv.bundled.sweep_table("showcase")         # results/sweep-cpu-showcase.csv: its measured trade-off
 
 Two sets of four models, each trained on the generated clutter data and differing only in the reduction method:
 - "showcase": 6 blocks on a 12 x 12 grid (192 px), EViT and ImagePiece reducing at blocks 1, 3 and 4 (about a
@@ -16,6 +17,8 @@ Two sets of four models, each trained on the generated clutter data and differin
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 SETS: dict[str, dict[str, str]] = {   # set -> method (as people write it; "none": no reduction) -> checkpoint
     "showcase": {"none": "showcase-baseline", "EViT": "showcase-evit-0.7",
                  "ImagePiece": "showcase-imagepiece-0.7-stem", "ToMe": "showcase-tome"},
@@ -23,6 +26,14 @@ SETS: dict[str, dict[str, str]] = {   # set -> method (as people write it; "none
               "ImagePiece": "small-imagepiece-0.7-stem", "ToMe": "small-tome-spatial"},
 }
 DEFAULT_SET = "showcase"
+# The small set's names before the showcase set came (the sweep's documented command uses one): each still loads
+# the checkpoint it named.
+FORMER_NAMES: dict[str, str] = {"clutter-vit-baseline": "small-baseline", "clutter-vit-evit-0.7": "small-evit-0.7",
+                                "clutter-vit-imagepiece-0.7-stem": "small-imagepiece-0.7-stem",
+                                "clutter-vit-tome": "small-tome-spatial"}
+# The committed sweep tables (python -m retokviz.sweep) measured on a set, in results/; the explorer reads them.
+RESULTS_DIR = Path(__file__).parents[1] / "results"
+SWEEP_TABLES: dict[str, str] = {"showcase": "sweep-cpu-showcase.csv"}
 
 
 def checkpoints(set_name: str = DEFAULT_SET) -> dict[str, str]:
@@ -46,3 +57,21 @@ def name(method: str = "none", set_name: str = DEFAULT_SET) -> str:
     if method.lower() not in by_lower:
         raise ValueError(f"no bundled checkpoint for method {method!r}; valid: {', '.join(SETS[set_name])}")
     return by_lower[method.lower()]
+
+
+def sweep_table(set_name: str = DEFAULT_SET) -> Path | None:
+    """The committed sweep table of a set (accuracy, speed and MACs of every method and keep rate, measured on its
+    baseline), or None where the set has none or the file is not there (an installation without results/).
+
+    Raises:
+        ValueError: an unknown set; the message lists the valid ones.
+    """
+    checkpoints(set_name)                                       # checks the name
+    path = RESULTS_DIR / SWEEP_TABLES[set_name] if set_name in SWEEP_TABLES else None
+    return path if path is not None and path.is_file() else None
+
+
+def set_of(names) -> str | None:
+    """The set that holds every checkpoint named in `names`, or None where no one set does."""
+    names = set(names)
+    return next((set_name for set_name, members in SETS.items() if names <= set(members.values())), None)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from retokviz.bundled import FORMER_NAMES
 from retokviz.methods.base import Method
 from retokviz.methods.registry import method_class
 from retokviz.patch import apply, method_of
@@ -348,6 +350,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.Path
         return candidate
     folder = DATA_DIR if directory is None else Path(directory)
     path = folder / f"{candidate}.safetensors"
+    current = FORMER_NAMES.get(str(candidate))
+    if not path.is_file() and current is not None and (folder / f"{current}.safetensors").is_file():
+        warnings.warn(f"checkpoint {str(candidate)!r} is now named {current!r}; loading that", DeprecationWarning,
+                      stacklevel=2)
+        path = folder / f"{current}.safetensors"
     if not path.is_file():
         if not folder.is_dir():
             raise FileNotFoundError(f"no checkpoint named {str(name_or_path)!r}: there is no checkpoint folder "

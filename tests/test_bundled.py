@@ -37,6 +37,21 @@ def test_every_checkpoint_of_every_set_is_bundled_and_named_by_role():
         rv.bundled.name("dynamicvit")
 
 
+def test_a_set_names_its_committed_sweep_table_measured_on_its_own_baseline():
+    import csv
+
+    path = rv.bundled.sweep_table("showcase")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["model"] for row in rows} == {rv.bundled.name("none", "showcase")}
+    assert {"none", "evit", "imagepiece", "tome"} == {row["method"] for row in rows}
+    assert rv.bundled.sweep_table("small") is None                     # the small set has none committed
+    assert rv.bundled.set_of(["showcase-baseline", "showcase-tome"]) == "showcase"
+    assert rv.bundled.set_of(["showcase-baseline", "small-baseline"]) is None
+    with pytest.raises(ValueError, match="unknown checkpoint set 'huge'"):
+        rv.bundled.sweep_table("huge")
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_a_bundled_checkpoint_loads_and_measures_what_it_records(name):
     info = bundled()[name]

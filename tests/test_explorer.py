@@ -235,3 +235,57 @@ def test_the_cache_is_bounded_and_keyed_by_setting(ex):
         session.run("showcase-evit-0.7", 1, "evit", rate)
     assert not session.cached("showcase-evit-0.7", 1, "evit", 0.35)
     session.cache_size = 128
+
+
+def _table_rows(path) -> list[dict]:
+    """The sweep table as csv.DictReader reads it: text, untyped (independent of retokviz's reader)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_offline_explorer_reads_the_committed_sweep_table(ex):
+    path = rv.bundled.sweep_table("showcase")
+    assert path is not None and path.name == "sweep-cpu-showcase.csv"
+    assert ex.tradeoff is not None and ex.tradeoff_panel.get_title(0) == f"measured trade-off ({path.name})"
+    raw = {(row["method"], float(row["keep_rate"])): row for row in _table_rows(path) if row["batch_size"] == "64"}
+    for method, rate in (("evit", 0.7), ("imagepiece", 0.5), ("tome", 0.6)):
+        ex.set(model="showcase-baseline", method=method, keep_rate=rate)
+        row, base = raw[(method, rate)], raw[("none", 1.0)]
+        text = ex.measured.value
+        assert f"at keep {rate:g}: <b>{float(row['speedup']):.2f}x</b>" in text, text
+        assert f"MACs ceiling {float(row['macs_ceiling']):.2f}x" in text
+        assert f"top-1 {float(row['accuracy']):.1%} (untouched {float(base['accuracy']):.1%})" in text
+        assert f"latency {float(row['latency_ms']):.1f} ms" in text and "nearest" not in text
+    ex.set(method="evit", keep_rate=0.3)                     # below the table's rates: its nearest, said so
+    assert "at keep 0.5:" in ex.measured.value and "the slider is at 0.30" in ex.measured.value
+    ex.set(method="imagepiece+tome")
+    assert "is not in this sweep table" in ex.measured.value
+
+
+def test_the_tradeoff_panel_rings_the_setting_shown_once_opened(ex):
+    ex.set(model="showcase-evit-0.7", method="evit", keep_rate=0.7)
+    ex.tradeoff_panel.selected_index = None
+    ex.tradeoff_panel.selected_index = 0                   # opening it draws it, ringing the setting shown
+    assert ex.tradeoff.marked == ("evit", 0.7) and bytes(ex.tradeoff.picture.value).startswith(b"\x89PNG")
+    first = bytes(ex.tradeoff.picture.value)
+    ex.keep_rate.value = 0.5
+    assert ex.tradeoff.marked == ("evit", 0.5) and bytes(ex.tradeoff.picture.value) != first
+    ex.tradeoff_panel.selected_index = None
+    ex.keep_rate.value = 0.6                               # closed: not redrawn
+    assert ex.tradeoff.marked == ("evit", 0.5)
+
+
+def test_a_tradeoff_table_is_checked_before_anything_is_drawn(tmp_path):
+    model = tiny_vit("deit", depth=2, grid=4)
+    images = torch.randn(1, 3, 64, 64)
+    assert explore(model, images).tradeoff is None          # "auto" for a model of no bundled set: none
+    with pytest.raises(FileNotFoundError, match="no sweep table at .*missing.csv"):
+        explore(model, images, tradeoff=tmp_path / "missing.csv")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="columns"):
+        explore(model, images, tradeoff=tmp_path / "other.csv")
+    assert explore(num_images=1, tradeoff=None).tradeoff is None
+    given = explore(model, images, method="evit", keep_rate=0.7, tradeoff=rv.bundled.sweep_table("showcase"))
+    assert "EViT at keep 0.7" in given.measured.value and "showcase-baseline" in given.measured.value

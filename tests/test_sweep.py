@@ -18,6 +18,7 @@ import torch
 
 import retokviz as rv
 from conftest import tiny_vit
+from retokviz.checkpoints import resolve_checkpoint
 from retokviz.methods.compose import token_counts
 from retokviz.sweep import COLUMNS, SweepConfig, TableError, read_table, sweep
 from retokviz.sweep import models as sweep_models
@@ -237,6 +238,22 @@ def test_the_cli_contract_quick_with_a_plot(tmp_path, capsys):
     assert len(read_table(out)) == len(result.rows) == 5
 
 
+def test_the_issue_contract_runs_as_written_with_the_small_baselines_former_name(tmp_path):
+    """The command the sweep's contract names, in a separate process, exactly (but the output path): the
+    checkpoint's former name `clutter-vit-baseline` still loads the small baseline it named."""
+    out = tmp_path / "sweep.csv"
+    command = [sys.executable, "-m", "retokviz.sweep", "--checkpoint", "clutter-vit-baseline", "--methods", "evit",
+               "imagepiece", "tome", "--keep", "1.0", "0.7", "0.5", "--batch", "16", "--test-size", "200", "--quick",
+               "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPOSITORY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_table(out)
+    assert len(rows) == 1 + 3 * 3 and {row["model"] for row in rows} == {"clutter-vit-baseline"}
+    assert tuple(rows[0]) == COLUMNS and rows[0]["img_size"] == 128              # the small set's 8 x 8 grid
+    with pytest.warns(DeprecationWarning, match="now named 'small-baseline'"):
+        assert resolve_checkpoint("clutter-vit-baseline") == resolve_checkpoint("small-baseline")
+
+
 def test_explicit_attention_and_bf16(tmp_path):
     result = sweep(out=tmp_path / "sweep.csv", **{**SETTINGS, "methods": ["evit"], "keep_rates": [0.5],
                                                   "batch_sizes": [1, 2], "dtypes": ["fp32", "bf16"],
@@ -307,6 +324,11 @@ def test_the_tradeoff_plots(swept, tmp_path):
     assert PAPER_LABEL in speedup_labels and "EViT" in speedup_labels
     assert PAPER_LABEL not in figure.axes[0].get_legend_handles_labels()[1]       # a clutter model: other scale
     figure.savefig(tmp_path / "tradeoff.png")
+    ringed = plot_tradeoff(out, highlight=("evit", 0.45))         # the nearest keep rate the table holds: 0.5
+    assert "EViT at keep 0.5" in ringed.axes[2].get_legend_handles_labels()[1]
+    assert "EViT at keep 0.5" not in speedup_labels
+    assert all(label.startswith("EViT at") is False for label in
+               plot_tradeoff(out, highlight=("imagepiece+tome", 0.5)).axes[2].get_legend_handles_labels()[1])
     # a table at DeiT-S's scale gets the paper's points on the accuracy panels too
     deit = [dict(row, macs=round(row["macs"] * 4.6e9 / rows[0]["macs"])) for row in rows]
     assert PAPER_LABEL in plot_tradeoff(deit).axes[0].get_legend_handles_labels()[1]

@@ -6,6 +6,7 @@ merges, fuses or drops, what it predicts, and what that costs.
     ex = rv.explore("deit_small_patch16_224")          # a timm name: pretrained weights where they can be had
     ex.keep_rate.value = 0.5                           # controls are ipywidgets; set them in code or drag them
     ex.save_html("build/explorer.html")                # a standalone page: every keep rate and block, offline
+    rv.explore(tradeoff="sweep.csv")                   # with a sweep table's measured speed and accuracy
     ex                                                 # as a cell's last line: the widget
 
 ipywidgets and plotly are imported when an explorer is made, never by `import retokviz`.
@@ -46,6 +47,7 @@ def explore(
     image: int = 0,
     num_images: int = DEFAULT_IMAGES,
     threads: int | None = THREADS,
+    tradeoff: Any = "auto",
 ):
     """An explorer of token reduction on `model`.
 
@@ -64,17 +66,24 @@ def explore(
             "imagepiece+tome"; default: the model's own method, at its keep rate, else EViT at 0.7).
         num_images: how many generated images when `images` is None.
         threads: torch threads for the explorer's one-image passes (default 1; None: torch's own setting).
+        tradeoff: the measured trade-off shown beside the picture (speed-up, latency and top-1 of the setting shown)
+            and in a panel below it: a sweep table (`python -m retokviz.sweep`: a CSV path, its rows or a pandas
+            DataFrame); "auto": the committed table of the bundled set shown (rv.bundled.sweep_table), where
+            there is one; None: none.
 
     Returns:
         an Explorer (ipywidgets); show it as a cell's last line.
 
     Raises:
         rv.UnsupportedModelError: a model that is not a supported timm ViT (before anything is drawn).
-        ValueError: images not [N, 3, H, W]; an unknown method or view (the message lists the valid ones).
+        ValueError: images not [N, 3, H, W]; an unknown method or view (the message lists the valid ones); a
+            tradeoff table without the sweep's columns or rows.
+        FileNotFoundError: a tradeoff table path that does not exist.
     """
     from retokviz.explorer.widget import Explorer
 
     models, note = resolve_models(model, weights)
+    table, source = _tradeoff_table(tradeoff, models)
     first = next(iter(models.values()))
     bundled = _bundled_names() >= set(models)
     if images is not None:
@@ -95,7 +104,33 @@ def explore(
     if keep_rate is None:
         keep_rate = getattr(_own(models[default]), "keep_rate", None) if method is None else None
     return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, layer=layer,
-                    image=image, note=note)
+                    image=image, note=note, tradeoff=table, tradeoff_source=source)
+
+
+def _tradeoff_table(tradeoff: Any, models: dict[str, nn.Module]) -> tuple[list[dict] | None, str]:
+    """The sweep table's rows and a name for it (see `explore`'s tradeoff), checked before anything is drawn."""
+    import os
+
+    from retokviz import bundled
+    from retokviz.views.tradeoff import load_rows
+
+    if tradeoff is None:
+        return None, ""
+    if isinstance(tradeoff, str) and tradeoff == "auto":
+        set_name = bundled.set_of(models)
+        path = None if set_name is None else bundled.sweep_table(set_name)
+        return (None, "") if path is None else (load_rows(path), path.name)
+    if isinstance(tradeoff, (str, os.PathLike)):
+        if not os.path.isfile(tradeoff):
+            raise FileNotFoundError(f"tradeoff: no sweep table at {os.fspath(tradeoff)!r} (write one with "
+                                    "python -m retokviz.sweep ... --out TABLE.csv)")
+        source = os.path.basename(os.fspath(tradeoff))
+    else:
+        source = "the sweep table given"
+    rows = load_rows(tradeoff)
+    if not rows:
+        raise ValueError(f"tradeoff: the sweep table {source} has no rows")
+    return rows, source
 
 
 def _own(model: nn.Module):

@@ -129,3 +129,37 @@ def lineage_html(steps: list[dict], patch: tuple[int, int]) -> str:
         lines.append(f"<li>block {step['block']}: {text}</li>")
     return (f'<div style="font-size:12px;line-height:1.4"><b>patch (row {patch[0]}, col {patch[1]})</b>'
             f'<ul style="margin:2px 0 0 0;padding-left:18px">{"".join(lines)}</ul></div>')
+
+
+def measured_html(row: dict | None, base: dict | None, keep_rate: float, method_text: str, source: str) -> str:
+    """What the sweep table measured for the method and keep rate shown: throughput against the untouched model
+    (with the MACs ceiling), batch-1 latency and top-1, with the table's conditions.
+
+    Args:
+        row: the table's row of this method at its nearest keep rate (views.tradeoff.nearest), or None.
+        base: the table's untouched row of the same selection, or None.
+        keep_rate: the explorer's keep rate (the row's may differ: the nearest one measured).
+        method_text: the method's label, e.g. "EViT".
+        source: where the table comes from, e.g. its file name.
+    """
+    style = 'style="font-size:12px;line-height:1.4;margin-top:6px;max-width:420px"'
+    if row is None:
+        return (f'<div {style}><b>measured</b> ({html.escape(source)}): {html.escape(method_text)} is not in this '
+                f'sweep table</div>')
+    conditions = (f'{row["model"]}, {str(row["device"]).split(",")[0]}, batch {row["batch_size"]}, {row["dtype"]}, '
+                  f'{row["attention"]}')
+    lines = [f'{html.escape(method_text)} at keep {row["keep_rate"]:g}: <b>{row["speedup"]:.2f}x</b> the untouched '
+             f'throughput (MACs ceiling {row["macs_ceiling"]:.2f}x)']
+    if row["latency_ms"] is not None:
+        lines.append(f'batch-1 latency {row["latency_ms"]:.1f} ms'
+                     + (f' (untouched {base["latency_ms"]:.1f} ms)' if base and base["latency_ms"] is not None else ""))
+    if row["accuracy"] is not None:
+        lines.append(f'top-1 {row["accuracy"]:.1%}' + (f' (untouched {base["accuracy"]:.1%})'
+                                                       if base and base["accuracy"] is not None else "")
+                     + (f' on {html.escape(str(row["data"]))}' if row.get("data") else ""))
+    if row["note"]:
+        lines.append(f'<span style="color:#c92a2a">{html.escape(str(row["note"]))}</span>')
+    if abs(row["keep_rate"] - keep_rate) > 1e-6:
+        lines.append(f'<i>the table\'s nearest keep rate; the slider is at {keep_rate:.2f}</i>')
+    return (f'<div {style}><b>measured</b> ({html.escape(source)}: {html.escape(conditions)})<br>'
+            + "<br>".join(lines) + "</div>")

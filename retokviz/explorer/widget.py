@@ -45,14 +45,19 @@ class Explorer:
     `keep_rate`, `layer` (with `play` beside it), `view`, `image`, `upload` (a picture of your own),
     `follow` with `patch_row` / `patch_col` (a patch's lineage).
 
+    With a sweep table (`python -m retokviz.sweep`), a "measured" line gives what the table measured for the method
+    and keep rate shown (speed-up, latency, top-1), and a "measured trade-off" panel below (closed at first) draws
+    the table's trade-off with that setting ringed; `tradeoff` is its views.tradeoff.TradeoffView.
+
     Attributes:
         session: the models, the images and the cache of recorded passes.
+        tradeoff: the trade-off view of the sweep table, or None without a table.
         root: the widget shown.
     """
 
     def __init__(self, session: Session, *, model: str | None = None, method: str | None = None,
                  keep_rate: float | None = None, view: str = "status", layer: int | None = None, image: int = 0,
-                 note: str | None = None) -> None:
+                 note: str | None = None, tradeoff: Any = None, tradeoff_source: str = "sweep table") -> None:
         import ipywidgets as w
 
         self.session = session
@@ -95,14 +100,29 @@ class Explorer:
         self._note = note
         self.message = w.HTML(_note_html(note))
         self.title = w.HTML()
+        self.measured = w.HTML()
+        self.tradeoff = self.tradeoff_panel = None
+        self._tradeoff_source = tradeoff_source
+        below = []
+        if tradeoff is not None:
+            from retokviz.views.tradeoff import TradeoffView
+
+            self.tradeoff = TradeoffView(tradeoff, draw=False)     # drawn when its panel is opened
+            self.tradeoff_panel = w.Accordion(children=[self.tradeoff.root], selected_index=None)
+            self.tradeoff_panel.set_title(0, f"measured trade-off ({tradeoff_source})")
+            self.tradeoff_panel.observe(lambda change: self._draw_tradeoff(), names="selected_index")
+            for control in (self.tradeoff.model, self.tradeoff.batch_size, self.tradeoff.dtype):
+                control.observe(lambda change: self._draw_measured(), names="value")
+            below = [self.tradeoff_panel]
         self.root = w.VBox([
             self.title, self.message,
             w.HBox([
                 w.VBox([self.picture, self.legend], layout=w.Layout(width="auto", margin="0 16px 0 0")),
                 w.VBox([self.checkpoint, self.method, self.keep_rate, w.HBox([self.play, self.layer]), self.view,
                         w.HBox([self.image, self.upload]), w.HBox([self.follow, self.patch_row, self.patch_col]),
-                        self.tokens, self.prediction, self.lineage]),
+                        self.tokens, self.prediction, self.measured, self.lineage]),
             ]),
+            *below,
         ])
         self.checkpoint.observe(self._on_model, names="value")
         for control, level in ((self.method, SETTING), (self.keep_rate, SETTING),
@@ -307,6 +327,29 @@ class Explorer:
         self.message.value = _note_html("; ".join((*filter(None, [self._note]), *run.notes)))
         self.title.value = (f'<div style="font-size:15px"><b>retokviz explorer</b> &nbsp;{_escape(model)} · '
                             f'{_escape(method_label(self.method.value))} · {_escape(entry.name)}</div>')
+        self._draw_measured()
+        self._draw_tradeoff()
+
+    def _draw_measured(self) -> None:
+        """The sweep table's figures for the method and keep rate shown (nothing without a table)."""
+        if self.tradeoff is None:
+            return
+        from retokviz.views.tradeoff import nearest, select, untouched
+
+        view = self.tradeoff
+        try:
+            rows, _ = select(view.rows, view.model.value, view.batch_size.value, view.dtype.value)
+        except ValueError as error:            # e.g. this model was not swept at this batch size
+            self.measured.value = _note_html(f"measured ({self._tradeoff_source}): {error}")
+            return
+        row = nearest(rows, self.method.value, self.keep_rate.value)
+        self.measured.value = panels.measured_html(row, untouched(rows), self.keep_rate.value,
+                                                   method_label(self.method.value), self._tradeoff_source)
+
+    def _draw_tradeoff(self) -> None:
+        """Ring the setting shown in the trade-off panel, when the panel is open."""
+        if self.tradeoff_panel is not None and self.tradeoff_panel.selected_index == 0:
+            self.tradeoff.mark(self.method.value, self.keep_rate.value)
 
     def _image_options(self) -> list[tuple[str, int]]:
         return [(f"{index}: {entry.name}", index) for index, entry in enumerate(self.session.gallery.entries)]

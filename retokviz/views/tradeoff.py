@@ -129,6 +129,15 @@ def untouched(rows: Sequence[Mapping]) -> dict | None:
     return next((dict(row) for row in rows if row["method"] == UNTOUCHED), None)
 
 
+def nearest(rows: Sequence[Mapping], method: str, keep_rate: float) -> dict | None:
+    """The row of `method` at the keep rate nearest `keep_rate` among selected rows (one model, batch size and
+    dtype, as `select` gives them), or None where the table has no row of that method."""
+    of_method = [row for row in rows if row["method"] == method]
+    if not of_method:
+        return None
+    return dict(min(of_method, key=lambda row: (abs(row["keep_rate"] - keep_rate), -row["keep_rate"])))
+
+
 def paper_fits(rows: Sequence[Mapping]) -> bool:
     """Whether the table's model costs about what DeiT-S costs (untouched MACs within a factor 2 of 4.6 G)."""
     base = untouched(rows)
@@ -158,7 +167,8 @@ def _title(selection: Mapping, rows: Sequence[Mapping]) -> tuple[str, bool]:
 
 
 def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = None, dtype: str | None = None,
-                  methods: Sequence[str] | None = None, reference: bool | str = "auto") -> Figure:
+                  methods: Sequence[str] | None = None, reference: bool | str = "auto",
+                  highlight: tuple[str, float] | None = None) -> Figure:
     """The four trade-off panels of one model, batch size and dtype (see the module docstring), as a matplotlib
     Figure that shows itself in notebooks and saves with `.savefig(path)`.
 
@@ -168,6 +178,8 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
         methods: the methods drawn (default all); the untouched model always is.
         reference: the EViT paper's DeiT-S series: "auto" (see the module docstring), True (in every panel it
             has figures for) or False.
+        highlight: (method, keep rate): ring that row's point in every panel (the row at the nearest keep rate the
+            table holds; nothing where the method is not drawn), as the explorer does for its setting.
     """
     rows, selection = select(load_rows(table), model, batch_size, dtype, methods)
     figure = Figure(figsize=(11.0, 8.2), dpi=100)
@@ -199,6 +211,15 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
         for ax, x, y, _, _ in panels:
             if y(base) is not None:
                 ax.plot([x(base)], [y(base)], "*", color="black", markersize=10, label="untouched", zorder=5)
+    marked = None if highlight is None else nearest(rows, *highlight)
+    if marked is not None:
+        ring = dict(marker="o", markersize=13, markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.6,
+                    linestyle="none", zorder=6)
+        label = f"{_name(marked['method'])} at keep {marked['keep_rate']:g}"
+        for index, (ax, x, y, _, _) in enumerate(panels):
+            if y(marked) is not None:
+                ax.plot([x(marked)], [y(marked)], label=label if index == 0 else None, **ring)
+        axes[2].plot([marked["keep_rate"]], [marked["speedup"]], label=label, **ring)
     axes[2].axhline(1.0, color="black", linewidth=0.6)
     axes[2].plot([], [], "--", color="gray", label="MACs ceiling (dashed)")
     if reference:
@@ -317,16 +338,18 @@ def tradeoff_figure(table, *, model: str | None = None, batch_size: int | None =
 class TradeoffView:
     """The trade-off panels with pickers (ipywidgets): model, methods, batch size and dtype over one table.
 
-    Set a picker's `.value` in code or use it; `set(...)` changes several at once. The figure is the matplotlib
-    one of `plot_tradeoff`, shown as a PNG, so a saved notebook keeps it.
+    Set a picker's `.value` in code or use it; `set(...)` changes several at once; `mark(method, keep_rate)` rings
+    one setting's points (the explorer marks the setting it shows). The figure is the matplotlib one of
+    `plot_tradeoff`, shown as a PNG, so a saved notebook keeps it.
 
     Attributes:
         rows: the table's rows; model, methods, batch_size, dtype: the pickers; picture: the figure; root: the
-            widget shown.
+            widget shown; marked: the (method, keep rate) ringed, or None.
     """
 
     def __init__(self, table, *, model: str | None = None, batch_size: int | None = None, dtype: str | None = None,
-                 methods: Sequence[str] | None = None) -> None:
+                 methods: Sequence[str] | None = None, highlight: tuple[str, float] | None = None,
+                 draw: bool = True) -> None:
         try:
             import ipywidgets as w
         except ImportError as error:  # pragma: no cover - ipywidgets is in the notebooks extra
@@ -348,8 +371,20 @@ class TradeoffView:
         self.root = w.VBox([w.HBox([w.VBox([self.model, self.batch_size, self.dtype]), self.methods]),
                             self.message, self.picture])
         self._holding = False
+        self.marked = highlight
         for control in (self.model, self.methods, self.batch_size, self.dtype):
             control.observe(lambda change: self._redraw(), names="value")
+        if draw:
+            self._redraw()
+
+    def selected(self) -> tuple[list[dict], dict]:
+        """The rows the pickers select now and the selection (model, batch_size, dtype), as `select` gives them."""
+        return select(self.rows, self.model.value, self.batch_size.value, self.dtype.value,
+                      list(self.methods.value))
+
+    def mark(self, method: str | None, keep_rate: float | None = None) -> None:
+        """Ring the points of `method` at the table's keep rate nearest `keep_rate` (None: no ring), and redraw."""
+        self.marked = None if method is None else (method, float(keep_rate))
         self._redraw()
 
     def set(self, **values) -> None:
@@ -381,7 +416,7 @@ class TradeoffView:
             return
         try:
             figure = plot_tradeoff(self.rows, model=self.model.value, batch_size=self.batch_size.value,
-                                   dtype=self.dtype.value, methods=list(self.methods.value))
+                                   dtype=self.dtype.value, methods=list(self.methods.value), highlight=self.marked)
         except ValueError as error:            # e.g. this model was not swept at this batch size
             self.message.value = f"<span style='color:firebrick'>{error}</span>"
             return
