@@ -10,10 +10,10 @@ with EViT, and so on, for the evaluation, the notebooks, the explorer and the te
 Two sets of four models, each trained on the generated clutter data and differing only in the reduction method:
 - "showcase": 6 blocks on a 12 x 12 grid (192 px), EViT and ImagePiece reducing at blocks 1, 3 and 4 (about a
   quarter, half and three quarters of the depth, as in DeiT-S); the models the README's tables, the explorer and
-  notebooks 00 and 02 use;
-- "small": 4 blocks on an 8 x 8 grid (128 px), about half the compute; the unit tests and notebooks 01 and 03-06
-  use them for speed. Its ToMe model was trained with the spatial-order variant of ToMe
-  (`ToMe(order="spatial")`), as it records.
+  the notebooks use;
+- "small": 4 blocks on an 8 x 8 grid (128 px), about half the compute; the unit tests use them for speed. Its ToMe
+  model was trained with the spatial-order variant of ToMe (`ToMe(order="spatial")`), as it records. Their former
+  names (FORMER_NAMES, e.g. "clutter-vit-baseline") still load them.
 """
 from __future__ import annotations
 
