@@ -103,8 +103,9 @@ SAVED = ROOT / "notebooks" / "build" / "tour.html"   # the page its last cell wr
 
 def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, saved: Path = SAVED) -> None:
     """Run `notebook` in JupyterLab (loopback, a token), use its explorer in the browser as a reader would (a
-    method button, the keep-rate slider), check that the widget and a figure rendered, that the picture changed
-    and that no cell printed an error, and photograph the widget."""
+    method button, the keep-rate slider), check that the widget and a figure rendered, that the picture and the
+    measured line changed, that the trade-off panel shows its figure (then close it), and that no cell printed an
+    error, and photograph the widget."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -172,8 +173,11 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
             handle = cell.locator(".widget-slider", has_text="keep rate").locator(".noUi-handle").first
             value = cell.locator(".widget-slider", has_text="keep rate").locator(".widget-readout").first
             picture = cell.locator(".widget-image").first
+            measured = cell.locator(".widget-html", has_text="the untouched throughput").first
             time.sleep(1.5)                       # the clicks above redraw first
             before, src = value.text_content().strip(), picture.get_attribute("src")
+            measured_before = measured.text_content()
+            assert "ImagePiece at keep" in measured_before, measured_before
             handle.focus()
             # Two steps down if there is room, else two up: the readout and the picture must follow.
             key = "ArrowLeft" if float(before) >= 0.45 else "ArrowRight"
@@ -185,6 +189,15 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
                                    timeout=30_000)
             time.sleep(1.5)
             assert before != value.text_content().strip()
+            # The measured line (the sweep table's row for this setting) follows the slider too.
+            assert measured.text_content() != measured_before, measured_before
+            # The trade-off panel the notebook opened shows its figure; a click on its title closes it.
+            panel = cell.locator(".jupyter-widget-Collapse", has_text="measured trade-off").first
+            assert "jupyter-widget-Collapse-open" in (panel.get_attribute("class") or ""), "the panel is not open"
+            assert panel.locator(".widget-image").first.get_attribute("src"), "the trade-off panel shows no picture"
+            panel.locator(".jupyter-widget-Collapse-header").first.click()
+            page.wait_for_function("el => !el.classList.contains('jupyter-widget-Collapse-open')",
+                                   arg=panel.element_handle(), timeout=10_000)
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
             assert errors == 0, f"{errors} cell(s) of {notebook} printed an error in JupyterLab"
             figures = page.locator(".jp-RenderedImage img").count()
