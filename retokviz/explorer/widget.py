@@ -51,7 +51,9 @@ class Explorer:
 
     Attributes:
         session: the models, the images and the cache of recorded passes.
+        measured: the HTML widget of the measured line (empty without a table).
         tradeoff: the trade-off view of the sweep table, or None without a table.
+        tradeoff_panel: the accordion holding it (`selected_index = 0` opens it, None closes it), or None.
         root: the widget shown.
     """
 
