@@ -272,9 +272,19 @@ def test_the_tradeoff_panel_rings_the_setting_shown_once_opened(ex):
     first = bytes(ex.tradeoff.picture.value)
     ex.keep_rate.value = 0.5
     assert ex.tradeoff.marked == ("evit", 0.5) and bytes(ex.tradeoff.picture.value) != first
+    redraws = []
+    redraw = ex.tradeoff._redraw
+    ex.tradeoff._redraw = lambda: (redraws.append(ex.tradeoff.marked), redraw())
+    try:
+        ex.keep_rate.value = 0.45                          # the same swept row (0.5) stays ringed: no redraw
+        assert ex.tradeoff.marked == ("evit", 0.45) and redraws == []
+        ex.keep_rate.value = 0.6                           # another row: redrawn
+        assert redraws == [("evit", 0.6)]
+    finally:
+        del ex.tradeoff._redraw
     ex.tradeoff_panel.selected_index = None
-    ex.keep_rate.value = 0.6                               # closed: not redrawn
-    assert ex.tradeoff.marked == ("evit", 0.5)
+    ex.keep_rate.value = 0.7                               # closed: not redrawn
+    assert ex.tradeoff.marked == ("evit", 0.6)
 
 
 def test_a_tradeoff_table_is_checked_before_anything_is_drawn(tmp_path):

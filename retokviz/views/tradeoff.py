@@ -383,9 +383,21 @@ class TradeoffView:
                       list(self.methods.value))
 
     def mark(self, method: str | None, keep_rate: float | None = None) -> None:
-        """Ring the points of `method` at the table's keep rate nearest `keep_rate` (None: no ring), and redraw."""
-        self.marked = None if method is None else (method, float(keep_rate))
-        self._redraw()
+        """Ring the points of `method` at the table's keep rate nearest `keep_rate` (None: no ring); redrawn only
+        when the ringed row changes (a slider moving between two swept keep rates redraws nothing)."""
+        before, self.marked = self.marked, None if method is None else (method, float(keep_rate))
+        if not self.picture.value or self._ringed(before) != self._ringed(self.marked):
+            self._redraw()
+
+    def _ringed(self, marked: tuple[str, float] | None) -> tuple | None:
+        """The (method, keep rate) of the row `marked` rings in the selection shown, or None."""
+        if marked is None:
+            return None
+        try:
+            row = nearest(self.selected()[0], *marked)
+        except ValueError:                     # no valid selection: nothing is ringed
+            return None
+        return None if row is None else (row["method"], row["keep_rate"])
 
     def set(self, **values) -> None:
         """Set several pickers at once (model=, methods=, batch_size=, dtype=), drawing once.
