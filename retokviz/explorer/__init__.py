@@ -120,14 +120,9 @@ def _tradeoff_table(tradeoff: Any, models: dict[str, nn.Module]) -> tuple[list[d
         set_name = bundled.set_of(models)
         path = None if set_name is None else bundled.sweep_table(set_name)
         return (None, "") if path is None else (load_rows(path), path.name)
-    if isinstance(tradeoff, (str, os.PathLike)):
-        if not os.path.isfile(tradeoff):
-            raise FileNotFoundError(f"tradeoff: no sweep table at {os.fspath(tradeoff)!r} (write one with "
-                                    "python -m retokviz.sweep ... --out TABLE.csv)")
-        source = os.path.basename(os.fspath(tradeoff))
-    else:
-        source = "the sweep table given"
-    rows = load_rows(tradeoff)
+    rows = load_rows(tradeoff)          # FileNotFoundError for a path with no file, naming it
+    source = os.path.basename(os.fspath(tradeoff)) if isinstance(tradeoff, (str, os.PathLike)) else \
+        "the sweep table given"
     if not rows:
         raise ValueError(f"tradeoff: the sweep table {source} has no rows")
     return rows, source

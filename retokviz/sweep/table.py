@@ -105,7 +105,7 @@ def read_table(path: str | os.PathLike) -> list[dict]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no sweep table at {path}")
+        raise FileNotFoundError(f"no sweep table at {path} (python -m retokviz.sweep ... --out TABLE.csv writes one)")
     return [parse_row(raw) for raw in _read_raw(path)]
 
 
