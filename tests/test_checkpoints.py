@@ -214,18 +214,25 @@ def dead_pid() -> int:
 
 
 def test_a_write_removes_the_temporary_files_killed_writes_left(tmp_path):
-    path = tmp_path / "m.safetensors"
-    dead = tmp_path / f".m.safetensors.{dead_pid()}.tmp"
-    running = tmp_path / f".m.safetensors.{os.getppid()}.tmp"           # a process that runs: a write in progress
-    old = tmp_path / ".m.safetensors.1.tmp"                               # pid 1 runs, but the file is old
-    other = tmp_path / f".other.safetensors.{dead_pid()}.tmp"            # another file's: left to its next write
-    for temporary in (dead, running, old, other):
-        temporary.write_bytes(b"half a file")
-    os.utime(old, (0, 0))                                                 # older than STALE_SECONDS
-    assert STALE_SECONDS <= 24 * 3600
-    write_atomically(path, lambda file: file.write(b"whole"))
-    assert path.read_bytes() == b"whole"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, running.name, other.name])
+    # A writer of our own that runs while we write: its parent process would do, unless the tests were started
+    # from a shell that has exited since (then the parent is pid 1, the "old" file's owner below).
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        path = tmp_path / "m.safetensors"
+        dead = tmp_path / f".m.safetensors.{dead_pid()}.tmp"
+        running = tmp_path / f".m.safetensors.{writer.pid}.tmp"              # a process that runs: a write in progress
+        old = tmp_path / ".m.safetensors.1.tmp"                               # pid 1 runs, but the file is old
+        other = tmp_path / f".other.safetensors.{dead_pid()}.tmp"            # another file's: left to its next write
+        for temporary in (dead, running, old, other):
+            temporary.write_bytes(b"half a file")
+        os.utime(old, (0, 0))                                                 # older than STALE_SECONDS
+        assert STALE_SECONDS <= 24 * 3600
+        write_atomically(path, lambda file: file.write(b"whole"))
+        assert path.read_bytes() == b"whole"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, running.name, other.name])
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_git_ignores_the_temporary_files_of_atomic_writes():
