@@ -56,6 +56,7 @@ def check_page(page_path: Path, shot: Path) -> None:
             return page.evaluate("""() => ({src: document.getElementById('frame').src,
                 tokens: document.getElementById('token-count').textContent,
                 rate: document.getElementById('rate-value').textContent,
+                measured: document.getElementById('measured').textContent,
                 lines: document.querySelectorAll('#chart .scatterlayer .trace').length})""")
 
         first = read()
@@ -64,6 +65,9 @@ def check_page(page_path: Path, shot: Path) -> None:
         page.eval_on_selector("#rate", "el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
         low = read()
         assert low["src"] != first["src"] and int(low["tokens"]) < int(first["tokens"]), (first, low)
+        # With a sweep table behind the page, its measured line follows the keep rate too.
+        if page.evaluate("window.retokviz.data.settings.some((s) => s.measured)"):
+            assert "measured" in first["measured"] and low["measured"] != first["measured"], (first, low)
         # The block slider back to block 1, the view to pieces.
         page.eval_on_selector("#block", "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
         assert read()["src"] != low["src"]
@@ -88,7 +92,7 @@ def check_page(page_path: Path, shot: Path) -> None:
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
         chromium.close()
-    print(f"page ok: sliders, view toggle, chart and lineage work offline; screenshot {shot}")
+    print(f"page ok: sliders, view toggle, chart, measured line and lineage work offline; screenshot {shot}")
 
 
 def free_port() -> int:

@@ -68,6 +68,20 @@ def test_the_page_holds_every_frame_of_every_keep_rate_block_and_view(saved):
     assert len(data["settings"][0]["owner"]) == blocks                      # the lineage's arrays
 
 
+def test_each_keep_rate_carries_the_explorers_measured_line(saved):
+    ex, _, text = saved
+    data = page_data(text)
+    lines = [s["measured"] for s in data["settings"]]
+    for setting, line in zip(data["settings"], lines):
+        ex.keep_rate.value = setting["keep_rate"]
+        assert line == ex.measured.value                                   # what the explorer shows there
+    assert all("the untouched throughput" in line for line in lines)
+    # the table swept 0.5 to 1.0: below 0.5 the nearest row is shown, and said to be
+    assert "ImagePiece at keep 0.5:" in lines[0] and "the slider is at 0.30" in lines[0]
+    assert "ImagePiece at keep 0.8:" in lines[5] and "the slider is at" not in lines[5]
+    assert len(set(lines)) == 8                                             # it follows the slider
+
+
 def test_the_page_loads_nothing_from_the_network(saved):
     _, _, text = saved
     parser = Loads()
@@ -90,6 +104,7 @@ def test_views_that_cannot_be_drawn_are_left_out(tmp_path):
     path = ex.save_html(tmp_path / "page.html", keep_rates=(0.5, 1.0))
     data = page_data(path.read_text())
     assert data["views"] == ["status", "pieces", "attention"]
+    assert [s["measured"] for s in data["settings"]] == ["", ""]          # no sweep table for this model
     assert sum(len(s["frames"][v]) for s in data["settings"] for v in data["views"]) == 2 * 2 * 3
     assert all(0 <= i < len(data["images"]) for s in data["settings"] for v in data["views"] for i in s["frames"][v])
 

@@ -213,7 +213,8 @@ class Explorer:
 
     def save_html(self, path: str | os.PathLike, keep_rates: tuple[float, ...] | None = None) -> Path:
         """Write a standalone web page of the image, model and method shown, at every keep rate of `keep_rates`
-        (default 0.3 to 1.0 by 0.1) and every block, with sliders that work without a kernel or a network.
+        (default 0.3 to 1.0 by 0.1) and every block, with sliders that work without a kernel or a network. With a
+        sweep table, each keep rate carries its measured line, as in the explorer.
 
         Returns:
             the page's path.
@@ -226,7 +227,8 @@ class Explorer:
         untouched, untouched_macs = self.session.untouched(model, image)
         entry = self.session.gallery.entries[image]
         truth = None if entry.label is None else self.session.label(model, entry.label)
-        settings = [html.Setting(rate, run.arrays, run.prediction.top, run.macs) for rate, run in zip(rates, runs)]
+        settings = [html.Setting(rate, run.arrays, run.prediction.top, run.macs, self._measured_html(rate))
+                    for rate, run in zip(rates, runs)]
         return html.save_html(path, settings, title=f"{model} · {method_label(method)} · {entry.name}",
                               untouched=untouched.top, untouched_macs=untouched_macs, truth=truth)
 
@@ -334,19 +336,23 @@ class Explorer:
 
     def _draw_measured(self) -> None:
         """The sweep table's figures for the method and keep rate shown (nothing without a table)."""
+        if self.tradeoff is not None:
+            self.measured.value = self._measured_html(self.keep_rate.value)
+
+    def _measured_html(self, keep_rate: float) -> str:
+        """The measured line of the method shown at `keep_rate` ("" without a table)."""
         if self.tradeoff is None:
-            return
+            return ""
         from retokviz.views.tradeoff import nearest, select, untouched
 
         view = self.tradeoff
         try:
             rows, _ = select(view.rows, view.model.value, view.batch_size.value, view.dtype.value)
         except ValueError as error:            # e.g. this model was not swept at this batch size
-            self.measured.value = _note_html(f"measured ({self._tradeoff_source}): {error}")
-            return
-        row = nearest(rows, self.method.value, self.keep_rate.value)
-        self.measured.value = panels.measured_html(row, untouched(rows), self.keep_rate.value,
-                                                   method_label(self.method.value), self._tradeoff_source)
+            return _note_html(f"measured ({self._tradeoff_source}): {error}")
+        row = nearest(rows, self.method.value, keep_rate)
+        return panels.measured_html(row, untouched(rows), keep_rate, method_label(self.method.value),
+                                    self._tradeoff_source)
 
     def _draw_tradeoff(self) -> None:
         """Ring the setting shown in the trade-off panel, when the panel is open."""

@@ -41,12 +41,15 @@ class Setting:
         arrays: the pass's TraceArrays (one image).
         top: [(class name, probability)] the top classes predicted.
         macs: multiply-accumulates of one image.
+        measured: an HTML fragment shown under the prediction: what a sweep table measured at this setting
+            (the explorer's "measured" line), or "" for none. Library-made markup, inserted as is.
     """
 
     keep_rate: float
     arrays: TraceArrays
     top: tuple[tuple[str, float], ...]
     macs: int
+    measured: str = ""
 
 
 def png_url(rgb: np.ndarray) -> str:
@@ -81,7 +84,8 @@ def payload(settings: Sequence[Setting], views: Sequence[str], *, title: str,
             truth: str | None = None) -> dict:
     """What the page's script reads: "images", the distinct frames as PNG data URLs; per keep rate its frames
     ([view][block] indices into "images"), tokens per block,
-    owners and statuses per block ([L][rows][cols], for the lineage), prediction and MACs; plus the legends."""
+    owners and statuses per block ([L][rows][cols], for the lineage), prediction, MACs and the measured line; plus
+    the legends."""
     first = settings[0].arrays
     images: list[str] = []          # each distinct picture once: blocks between reductions look alike
     known: dict[bytes, int] = {}
@@ -109,6 +113,7 @@ def payload(settings: Sequence[Setting], views: Sequence[str], *, title: str,
             "reduction_blocks": list(arrays.reduction_blocks),
             "top": [[name, float(p)] for name, p in setting.top],
             "macs": int(setting.macs),
+            "measured": setting.measured,
         })
     legends = palette.to_payload()["legends"]
     return {
@@ -206,6 +211,7 @@ table{font-size:13px;border-collapse:collapse}td{padding:1px 8px 1px 0}
   <div class="row" id="tokens"></div>
   <div id="chart" style="width:460px;height:220px"></div>
   <div class="row" id="prediction"></div>
+  <div class="row" id="measured"></div>
   <div class="row" id="lineage"></div>
  </div>
 </div>
@@ -314,6 +320,7 @@ _SCRIPT = r"""
     if (D.untouched) pred += topTable('untouched model', D.untouched);
     if (D.truth !== null) pred = '<div class="muted">true class: <b>' + esc(D.truth) + '</b></div>' + pred;
     $('prediction').innerHTML = pred;
+    $('measured').innerHTML = s.measured;
     $('lineage').innerHTML = lineage(s);
     drawOverlay(s);
     chart(s);
