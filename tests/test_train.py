@@ -546,3 +546,24 @@ def test_cli_refuses_an_init_that_is_missing_or_does_not_fit_before_making_data(
     else:
         argv += ["--init", init]
     assert re.search(message, refused(argv, capsys))
+
+
+@pytest.mark.parametrize("method", [rv.EViT(keep_rate=0.5), rv.ImagePiece(keep_rate=0.5), rv.ToMe(r=2),
+                                    [rv.ImagePiece(keep_rate=0.7), rv.ToMe(r=1)]], ids=repr)
+def test_the_cuda_bf16_autocast_branch_trains_each_method_on_the_cpu(monkeypatch, method):
+    # On CUDA the steps run under bf16 autocast; torch runs that branch on a CPU too, so force it here: the reduction
+    # code then sees bf16 activations beside float32 scores, sizes and weights, as it would on a GPU.
+    import retokviz.training as training
+
+    start = training._start_run
+    monkeypatch.setattr(training, "_start_run", lambda *args: dataclasses.replace(start(*args), amp=True))
+    model = tiny_model(depth=4)
+    dtypes: set[torch.dtype] = set()
+    model.head.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, tiny_data(64, 0), tiny_data(32, 1), tiny_config(epochs=2), method=method)
+    assert dtypes == {torch.bfloat16}                                  # training and evaluation ran under autocast
+    assert all(math.isfinite(record["train_loss"]) and math.isfinite(record["test_loss"])
+               for record in result.history)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(not torch.equal(p, q) for p, q in zip(model.parameters(), before)) == len(before)   # all trained
