@@ -1,6 +1,11 @@
 """Tiny random timm ViTs of every family retokviz supports, small enough for a CPU in milliseconds."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import timm
 import torch
@@ -17,6 +22,18 @@ FAMILIES = {
     "clip_prenorm": ("vit_base_patch16_clip_224", {}),
     "qk_norm": ("vit_small_patch16_224", {"qk_norm": True}),
 }
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    """benchmarks/NAME.py as a module (the scripts are not a package), imported once."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def tiny_vit(family: str = "deit", depth: int = 4, grid: int = 4, seed: int = 0, **overrides) -> torch.nn.Module:

@@ -1,26 +1,12 @@
 """The benchmark scripts' own arithmetic (the scripts are run by hand for the README; their parts are tested here)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 import retokviz as rv
-from conftest import tiny_vit
+from conftest import load_script, tiny_vit
 from retokviz.metrics import background_removed_by_block
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_why_imagepiece_lets_go_accounts_for_every_patch_let_go_of_once():

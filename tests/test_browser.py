@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "browser"
@@ -24,11 +25,7 @@ def _driver():
         pytest.skip("no chromium on PATH (apt-get install -y chromium; `make test` does it as root)")
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("the playwright package is missing (pip install -e '.[dev]')")
-    spec = importlib.util.spec_from_file_location("screenshot_explorer", ROOT / "benchmarks" / "screenshot_explorer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("screenshot_explorer", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("screenshot_explorer")
 
 
 def test_a_saved_page_moves_its_sliders_offline_without_a_kernel(tmp_path):
