@@ -3,6 +3,7 @@
     rv.analysis.attentiveness_recovery(model, images)    # {block: share of bottom tokens that reach the top next}
     rv.analysis.merge_similarity(model, images)          # {block: mean cosine similarity of the pairs merged}
     rv.analysis.semantic_dilution(model, images, 0.7)    # {block: share of merged tokens holding a top token}
+    rv.analysis.let_go_by_reason(model, images, masks)   # {block: {why: what was let go of, how much background}}
 
 Each runs the model (with its method applied) under `rv.record` and reads the trace. The "top set" of a block is
 the ceil(top_rate * T) tokens with the highest class attention among the T tokens it receives; `top_rate` defaults
@@ -18,7 +19,8 @@ from torch import Tensor, nn
 from retokviz.merging import compose_dest
 from retokviz.methods.base import ceil_share
 from retokviz.methods.compose import as_tuple
-from retokviz.metrics import batches
+from retokviz.data import patch_mask
+from retokviz.metrics import BackgroundRemoved, batches, check_masks, gone_by_block, let_go_statuses
 from retokviz.patch import state_of
 from retokviz.provenance import Trace, record
 
@@ -112,6 +114,62 @@ def semantic_dilution(
             diluted[block] = diluted.get(block, 0) + int((group & (holds[:, 1:] > 0)).sum())
             merged[block] = merged.get(block, 0) + int(group.sum())
     return {block: diluted[block] / merged[block] for block in sorted(merged) if merged[block]}
+
+
+REASONS = ("bottom", "displaced")
+
+
+def let_go_by_reason(
+    model: nn.Module, images: Tensor, masks: Tensor, top_rate: float | None = None, batch_size: int = 64,
+    progress: bool = False,
+) -> dict[int, dict[str, BackgroundRemoved]]:
+    """Why each reduction block let go of the patches it did, and how much of each kind is background.
+
+    A patch let go of (dropped, or fused by EViT) at a reduction block went for one of two reasons: its token
+    entered the block in the bottom set and never climbed out ("bottom"), or it entered in the top set and was
+    pushed out ("displaced"): by ImagePiece's pieces, which compete with the top tokens for the places once they
+    are scored again. EViT keeps its top set whole, so everything it lets go of is "bottom". Each patch is counted
+    once, at the block that first let it go.
+
+    Args:
+        model: a timm ViT with EViT or ImagePiece applied (alone or composed).
+        images: [B, 3, H, W] normalised images; masks: [B, H, W] bool, the object's pixels.
+        top_rate: share of the tokens in a block's top set, in (0, 1]; None: the method's keep rate.
+
+    Returns:
+        {block: {"bottom": BackgroundRemoved, "displaced": BackgroundRemoved}} for the reduction blocks, where
+        `removed` is the share of all patches let go of at that block for that reason and `background` the share
+        of those that touch no object pixel (NaN where there were none).
+
+    Raises:
+        ValueError: no EViT or ImagePiece applied (and no top_rate), masks not [B, H, W], or bad images.
+    """
+    rate = _top_rate(model, top_rate)
+    check_masks(images, masks)
+    statuses = let_go_statuses(model)
+    patch_size = model.patch_embed.patch_size[0]
+    background = ~patch_mask(masks, patch_size).flatten(1)                               # [B, P]
+    counts: dict[tuple[int, str], list[int]] = {}                                        # [let go, background]
+    start = 0
+    for trace in _traces(model, images, batch_size, progress):
+        plain = background[start:start + trace.layers[0].owner.shape[0]]
+        start += plain.shape[0]
+        gone = gone_by_block(trace, statuses)                                            # [L, b, P]
+        for block in _reduction_blocks(model, trace):
+            new = gone[block] & ~gone[block - 1] if block else gone[block]
+            owner = trace.layers[block - 1].owner if block else torch.arange(new.shape[1]).expand_as(new)
+            top = _top_set(trace.layers[block].token_scores, rate).gather(1, owner.clamp(min=0))   # [b, P]
+            for reason, chosen in zip(REASONS, (new & ~top, new & top)):
+                count = counts.setdefault((block, reason), [0, 0])
+                count[0] += int(chosen.sum())
+                count[1] += int((chosen & plain).sum())
+    patches = background.numel()
+    random = int(background.sum()) / patches
+    return {block: {reason: BackgroundRemoved(counts[block, reason][0] / patches,
+                                              counts[block, reason][1] / counts[block, reason][0]
+                                              if counts[block, reason][0] else float("nan"), random)
+                    for reason in REASONS}
+            for block in sorted({block for block, _ in counts})}
 
 
 def _traces(model: nn.Module, images: Tensor, batch_size: int, progress: bool) -> Iterator[Trace]:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from retokviz.data import patch_mask
 from retokviz.methods.compose import as_tuple
 from retokviz.patch import state_of
-from retokviz.provenance import Status, record
+from retokviz.provenance import Status, Trace, record
 
 
 def batches(images: Tensor, batch_size: int, progress: bool, desc: str) -> Iterator[slice]:
@@ -86,6 +86,25 @@ class BackgroundRemoved:
         return (self.background - self.random) / (1.0 - self.random)
 
 
+def check_masks(images: Tensor, masks: Tensor) -> None:
+    """Raise ValueError unless masks is [B, H, W] for images [B, 3, H, W]."""
+    if masks.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"masks must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
+
+
+def let_go_statuses(model: nn.Module) -> Tensor:
+    """The rv.Status values that mean "let go of" under the method applied to `model`: dropped or fused where a
+    method has a keep rate (EViT, ImagePiece, alone or composed), merged where the methods only merge (ToMe)."""
+    merging_only = not any(method.has_keep_rate for method in as_tuple(state_of(model).method))
+    return torch.tensor([int(status) for status in ((Status.MERGED,) if merging_only else
+                                                    (Status.DROPPED, Status.FUSED))])
+
+
+def gone_by_block(trace: Trace, statuses: Tensor) -> Tensor:
+    """[L, B, P] bool: whether each patch was let go of (had one of `statuses`) at or before each block."""
+    return torch.isin(torch.stack([layer.status.cpu() for layer in trace.layers]), statuses).cummax(dim=0).values
+
+
 @torch.no_grad()
 def background_removed(
     model: nn.Module, images: Tensor, masks: Tensor, batch_size: int = 256, progress: bool = False
@@ -123,12 +142,8 @@ def background_removed_by_block(
         ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
     """
     parts = batches(images, batch_size, progress, "background removed")
-    if masks.shape != (images.shape[0], *images.shape[-2:]):
-        raise ValueError(f"masks must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
-    # A method with a keep rate lets patches go by dropping or fusing them; methods without one only merge.
-    merging_only = not any(method.has_keep_rate for method in as_tuple(state_of(model).method))
-    let_go = torch.tensor([int(status) for status in ((Status.MERGED,) if merging_only else
-                                                      (Status.DROPPED, Status.FUSED))])
+    check_masks(images, masks)
+    statuses = let_go_statuses(model)
     device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
     removed = background = reduced = None                # [L] counts, [L] bool, summed over the batches
@@ -136,8 +151,7 @@ def background_removed_by_block(
     for part in parts:
         with record(model) as trace:
             model(images[part].to(device))
-        statuses = torch.stack([layer.status.cpu() for layer in trace.layers])           # [L, b, P]
-        gone = torch.isin(statuses, let_go).cummax(dim=0).values                          # [L, b, P] by then
+        gone = gone_by_block(trace, statuses)                                             # [L, b, P]
         is_background = ~patch_mask(masks[part], patch_size).flatten(1)                 # [b, P]
         counts = gone.flatten(1).sum(1), (gone & is_background).flatten(1).sum(1)
         steps = torch.tensor([layer.step is not None for layer in trace.layers])

@@ -68,3 +68,49 @@ def test_bad_input_is_refused(images):
         rv.analysis.merge_similarity(model, images[0])
     with pytest.raises(RuntimeError, match="has no retokviz method applied"):
         rv.analysis.merge_similarity(tiny_vit(), images)
+
+
+@pytest.fixture(scope="module")
+def clutter():
+    return rv.data.make_clutter(12, 3, split="test")                          # 128 px: an 8 x 8 grid, with masks
+
+
+def test_let_go_by_reason_splits_what_the_metric_counts_once_per_patch(clutter):
+    images, _, masks = clutter
+    model = rv.apply(tiny_vit(depth=4, grid=8, seed=1), rv.ImagePiece(keep_rate=0.5, layers=(1, 2)))
+    reasons = rv.analysis.let_go_by_reason(model, images, masks, batch_size=5)       # three batches, pooled
+    assert set(reasons) == {1, 2} and all(set(parts) == {"bottom", "displaced"} for parts in reasons.values())
+    # the two reasons together are what rv.metrics counts as let go of by then, and its background share
+    cumulative = rv.metrics.background_removed_by_block(model, images, masks, every_block=True)
+    removed = plain = 0.0
+    for block in (1, 2):
+        removed += sum(part.removed for part in reasons[block].values())
+        plain += sum(part.removed * part.background for part in reasons[block].values() if part.removed)
+        assert removed == pytest.approx(cumulative[block].removed)
+        assert plain / removed == pytest.approx(cumulative[block].background)
+    # ImagePiece's pieces displace top tokens: both reasons occur
+    assert all(part.removed > 0 for parts in reasons.values() for part in parts.values())
+    assert all(part.random == cumulative[1].random for parts in reasons.values() for part in parts.values())
+
+
+def test_evit_lets_go_of_its_bottom_set_only(clutter):
+    images, _, masks = clutter
+    model = rv.apply(tiny_vit(depth=4, grid=8, seed=1), rv.EViT(keep_rate=0.5, layers=(1, 2)))
+    reasons = rv.analysis.let_go_by_reason(model, images, masks)
+    assert set(reasons) == {1, 2}
+    assert all(parts["displaced"].removed == 0 and parts["bottom"].removed > 0 for parts in reasons.values())
+    assert reasons[1]["bottom"].removed == pytest.approx(0.5)                  # 32 of 64 fused at block 1
+    # the tokens EViT fuses are its lowest, so they are "bottom" under any top rate up to its keep rate
+    narrow = rv.analysis.let_go_by_reason(model, images, masks, top_rate=0.25)
+    assert all(parts["displaced"].removed == 0 for parts in narrow.values())
+    wide = rv.analysis.let_go_by_reason(model, images, masks, top_rate=1.0)    # everything is "top": all displaced
+    assert all(parts["bottom"].removed == 0 and parts["displaced"].removed > 0 for parts in wide.values())
+
+
+def test_let_go_by_reason_refuses_bad_input(clutter):
+    images, _, masks = clutter
+    model = rv.apply(tiny_vit(depth=4, grid=8), rv.ImagePiece(keep_rate=0.5))
+    with pytest.raises(ValueError, match=r"masks must be \[B, H, W\] = \(12, 128, 128\), got \(11, 128, 128\)"):
+        rv.analysis.let_go_by_reason(model, images, masks[:11])
+    with pytest.raises(ValueError, match="no EViT or ImagePiece applied"):
+        rv.analysis.let_go_by_reason(rv.apply(tiny_vit(depth=4, grid=8), rv.ToMe(r=2)), images, masks)
