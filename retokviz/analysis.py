@@ -148,7 +148,7 @@ def let_go_by_reason(
     check_masks(images, masks)
     statuses = let_go_statuses(model)
     patch_size = model.patch_embed.patch_size[0]
-    background = ~patch_mask(masks, patch_size).flatten(1)                               # [B, P]
+    background = ~patch_mask(masks.cpu(), patch_size).flatten(1)             # [B, P], on the CPU as the traces are
     counts: dict[tuple[int, str], list[int]] = {}                                        # [let go, background]
     start = 0
     for trace in _traces(model, images, batch_size, progress):

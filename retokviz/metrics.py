@@ -152,7 +152,7 @@ def background_removed_by_block(
         with record(model) as trace:
             model(images[part].to(device))
         gone = gone_by_block(trace, statuses)                                             # [L, b, P]
-        is_background = ~patch_mask(masks[part], patch_size).flatten(1)                 # [b, P]
+        is_background = ~patch_mask(masks[part].cpu(), patch_size).flatten(1)                 # [b, P]
         counts = gone.flatten(1).sum(1), (gone & is_background).flatten(1).sum(1)
         steps = torch.tensor([layer.step is not None for layer in trace.layers])
         removed = counts[0] if removed is None else removed + counts[0]
