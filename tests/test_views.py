@@ -333,6 +333,7 @@ def test_static_figures_export_png_and_svg(recorded, tmp_path):
 
 
 def test_robustness_figures_export(tmp_path):
+    from retokviz.metrics import BackgroundRemoved
     from retokviz.robustness import MaskedAccuracy, MaskingEffect, RemovedAtRate
 
     figures = [
@@ -340,6 +341,8 @@ def test_robustness_figures_export(tmp_path):
                                         RemovedAtRate(0.9, "EViT(keep_rate=0.9)", 0.2, 0.95, 0.8)]),
         static.plot_masking_effect(MaskingEffect((1, 2), (0.8, 0.6), (0.95, 0.95), 0.96, "untouched", 200)),
         static.plot_masked_accuracy(MaskedAccuracy((0, 4), {"EViT": (0.9, 0.8), "ToMe": (0.9, 0.7)}, "any", 100)),
+        static.plot_let_go_by_reason({1: {"bottom": BackgroundRemoved(0.1, 0.9, 0.8),
+                                          "displaced": BackgroundRemoved(0.0, float("nan"), 0.8)}}),
     ]
     for index, figure in enumerate(figures):
         figure.savefig(tmp_path / f"{index}.png")
@@ -363,3 +366,24 @@ def test_importing_retokviz_and_its_views_loads_no_plotly_or_ipywidgets():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_let_go_figure_draws_each_reason_split_into_background_and_object():
+    from retokviz.metrics import BackgroundRemoved
+
+    reasons = {1: {"bottom": BackgroundRemoved(0.10, 0.9, 0.8), "displaced": BackgroundRemoved(0.05, 1.0, 0.8)},
+               3: {"bottom": BackgroundRemoved(0.04, 0.5, 0.8), "displaced": BackgroundRemoved(0.0, float("nan"), 0.8)}}
+    figure = static.plot_let_go_by_reason(reasons)
+    (ax,) = figure.axes
+    bars = [(round(bar.get_x() + bar.get_width() / 2, 6), bar.get_y(), bar.get_height()) for bar in ax.patches]
+    heights = {(x, round(y, 6)): round(h, 6) for x, y, h in bars}
+    # bottom bars left of each block's tick, displaced right; background from 0, object stacked on it, in %
+    assert heights[(-0.2, 0.0)] == 9.0 and heights[(-0.2, 9.0)] == 1.0              # block 1, bottom
+    assert heights[(0.2, 0.0)] == 5.0 and heights[(0.2, 5.0)] == 0.0                # block 1, displaced: all background
+    assert heights[(0.8, 0.0)] == 2.0 and heights[(0.8, 2.0)] == 2.0                # block 3, bottom: half object
+    assert heights[(1.2, 0.0)] == 0.0                                                # block 3, displaced: none
+    labels = [text.get_text() for text in ax.texts]
+    assert labels == ["bottom\nlift +0.50", "bottom\nlift -1.50", "displaced\nlift +1.00", "displaced\nnone"]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["block 1", "block 3"]
+    with pytest.raises(ValueError, match="reasons is empty"):
+        static.plot_let_go_by_reason({})

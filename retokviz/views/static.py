@@ -13,6 +13,7 @@ matplotlib state is touched.
 
     from retokviz import robustness
     plot_background_removed(robustness.background_by_keep_rate(model, images, masks))
+    plot_let_go_by_reason(rv.analysis.let_go_by_reason(model, images, masks))
     plot_masking_effect(robustness.masking_effect(model, images, labels, masks, counts=(1, 2, 4)))
     plot_masked_accuracy(robustness.masked_accuracy(model, methods, images, labels, counts=(0, 4, 8)))
 """
@@ -300,6 +301,49 @@ def plot_background_removed(results: Sequence) -> Figure:
                  fontsize=TITLE_SIZE)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_let_go_by_reason(reasons: Mapping[int, Mapping[str, object]], title: str | None = None) -> Figure:
+    """What each reduction block let go of, by reason: one bar per reason and block, as high as the share of all
+    patches it let go of, split into background (below) and object (above), with the background lift on top.
+
+    Args:
+        reasons: rv.analysis.let_go_by_reason's {block: {"bottom": ..., "displaced": ...}} (BackgroundRemoved).
+        title: the figure's title (default: says what the bars are).
+    """
+    if not reasons:
+        raise ValueError("reasons is empty: give rv.analysis.let_go_by_reason's result")
+    blocks = sorted(reasons)
+    names = list(next(iter(reasons.values())))
+    width = 0.8 / len(names)
+    figure = Figure(figsize=(1.2 + 1.3 * len(blocks), 3.3))
+    ax = figure.subplots()
+    hatches = {"bottom": "", "displaced": "////"}
+    for order, name in enumerate(names):
+        x = np.arange(len(blocks)) + (order - (len(names) - 1) / 2) * width
+        parts = [reasons[block][name] for block in blocks]
+        removed = np.array([100 * part.removed for part in parts])
+        plain = np.array([part.background if part.removed else 0.0 for part in parts]) * removed
+        hatch = hatches.get(name, "..")
+        ax.bar(x, plain, width * 0.92, color=palette.REMOVED_BACKGROUND_HEX, hatch=hatch, edgecolor="white")
+        ax.bar(x, removed - plain, width * 0.92, bottom=plain, color=palette.REMOVED_OBJECT_HEX, hatch=hatch,
+               edgecolor="white")
+        for position, part, height in zip(x, parts, removed):
+            label = f"{name}\nlift {part.lift:+.2f}" if part.removed else f"{name}\nnone"
+            ax.annotate(label, (position, height), fontsize=6, textcoords="offset points", xytext=(0, 2),
+                        ha="center", va="bottom")
+    ax.set_xticks(np.arange(len(blocks)), [f"block {block}" for block in blocks])
+    ax.set_ylabel("share of all patches (%)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)                     # room for the labels
+    ax.set_title(title or "let go of at each reduction block, by reason\n(lift: background over a random choice)",
+                 fontsize=TITLE_SIZE)
+    ax.legend(handles=[LegendPatch(color=palette.REMOVED_BACKGROUND_HEX, label="background"),
+                       LegendPatch(color=palette.REMOVED_OBJECT_HEX, label="object"),
+                       LegendPatch(facecolor="0.55", hatch="////", edgecolor="white", label="displaced")],
+              fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    ax.grid(alpha=0.3, axis="y")
     figure.tight_layout()
     return figure
 
