@@ -10,7 +10,7 @@
         logits = model(images)
     rv.remove(model)                             # the untouched model, exactly
 """
-from retokviz import analysis, bundled, data, metrics, notebook, robustness, weights
+from retokviz import analysis, bundled, data, intervals, metrics, notebook, robustness, weights
 from retokviz.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
 from retokviz.macs import count_macs
 from retokviz.methods import EViT, ImagePiece, Method, ToMe
@@ -37,6 +37,7 @@ def explore(*args, **kwargs):
 
 __all__ = [
     "analysis",
+    "intervals",
     "data",
     "metrics",
     "notebook",

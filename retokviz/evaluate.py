@@ -10,7 +10,9 @@ method's own checkpoint (trained at keep rate 0.7), evaluated at every keep rate
 rate k it gets a per-block r that ends with EViT's final token count at k (`rv.method_at`, the same budget the
 benchmark uses). For each, the patches let go of are compared with the digit masks: the share that is background,
 the share a random choice would give, and the lift (share - random) / (1 - random), overall and after each block
-that let something go.
+that let something go. At the keep rate of the per-block table (0.7), a last table gives the accuracy, the change
+from the baseline and the lift with their 95 % bootstrap intervals over the test images (`rv.intervals`): how far
+another draw of as many images could move them.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from retokviz import bundled
 from retokviz.bundled import DEFAULT_SET, SETS
 from retokviz.methods.budget import Methods, method_at
 from retokviz.methods.compose import token_counts
-from retokviz.metrics import accuracy, background_removed_by_block
+from retokviz.intervals import bootstrap, paired_difference, share
+from retokviz.metrics import correct, let_go_counts
 from retokviz.paths import check_output_files
 from retokviz.render import plot_evaluation
 
@@ -60,23 +63,31 @@ def final_tokens(model: nn.Module) -> int:
 
 
 def measure(model: nn.Module, method: Methods, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
-            progress: bool) -> dict:
+            progress: bool, baseline_correct: torch.Tensor | None = None) -> dict:
     """Accuracy, final tokens and background removed (overall and after each reduction block) of `model` running
-    `method` (the model is as before after).
+    `method` (the model is as before after), with 95 % bootstrap intervals over the images for the accuracy, the
+    change from the baseline (paired: the same images) and the overall lift.
 
     Args:
         images: [B, 3, H, W]; labels: [B]; masks: [B, H, W] bool, the object's pixels.
+        baseline_correct: [B] bool, whether the baseline classified each image right; None: no change interval.
     """
     with rv.applied(model, method):
-        every = background_removed_by_block(model, images, masks, progress=progress, every_block=True)
+        counts = let_go_counts(model, images, masks, progress=progress)
+        every = counts.by_block(every_block=True)
         removed = every[max(every)]                      # all that was let go of, by the last block
         # the blocks that let something go (the reduction blocks that did anything)
         by_block = {block: value for block, value in every.items()
                     if value.removed > (every[block - 1].removed if block else 0.0)}
-        return {"accuracy": accuracy(model, images, labels, progress=progress), "tokens": final_tokens(model),
-                **dataclasses.asdict(removed), "lift": removed.lift,
-                "by_block": {str(block): {**dataclasses.asdict(value), "lift": value.lift}
-                             for block, value in by_block.items()}}
+        right = correct(model, images, labels, progress=progress)
+        tokens = final_tokens(model)
+    intervals = {"accuracy_interval": list(bootstrap(share, right)), "lift_interval": list(counts.lift_interval())}
+    if baseline_correct is not None:
+        intervals["change_interval"] = list(bootstrap(paired_difference, right, baseline_correct))
+    return {"accuracy": int(right.sum()) / len(right), "tokens": tokens,
+            **dataclasses.asdict(removed), "lift": removed.lift, **intervals,
+            "by_block": {str(block): {**dataclasses.asdict(value), "lift": value.lift}
+                         for block, value in by_block.items()}}
 
 
 def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] = RATES,
@@ -92,8 +103,10 @@ def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] =
     baseline = rv.load_checkpoint(checkpoints["none"], directory=directory)
     image_size = baseline.patch_embed.img_size[0]
     images, labels, masks = rv.data.make_clutter(test_size, seed, split="test", image_size=image_size)
+    baseline_correct = correct(baseline, images, labels, progress=progress)
     rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0,
-             "accuracy": accuracy(baseline, images, labels, progress=progress)}]
+             "accuracy": int(baseline_correct.sum()) / test_size,
+             "accuracy_interval": list(bootstrap(share, baseline_correct))}]
     for name, checkpoint in checkpoints.items():
         if name == "none":
             continue
@@ -104,7 +117,7 @@ def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] =
             for rate in rates:
                 method = method_at(name if template is None else template, model, keep_rate=rate)
                 rows.append({"method": name, "setting": setting, "keep_rate": rate,
-                             **measure(model, method, images, labels, masks, progress)})
+                             **measure(model, method, images, labels, masks, progress, baseline_correct)})
     used = set(checkpoints.values())
     conditions = {"checkpoint_set": checkpoint_set, "test_images": test_size, "data_seed": seed, "split": "test",
                   "image_size": image_size, "torch": torch.__version__,
@@ -162,17 +175,45 @@ def _by_block_table(rows: list[dict], rate: float) -> list[str]:
     return lines
 
 
+def _interval_table(rows: list[dict], rate: float) -> list[str]:
+    """Markdown: at keep rate `rate`, each model's top-1, its change from the baseline and its lift, each with its
+    95 % bootstrap interval over the test images (rows measured before the intervals were recorded are left out)."""
+    chosen = [row for row in rows if row["method"] != "none" and row["keep_rate"] == rate and "lift_interval" in row]
+    if not chosen:
+        return []
+    baseline = next(row for row in rows if row["method"] == "none")["accuracy"]
+
+    def points(value: float) -> str:
+        return f"{100 * value:+.1f}"
+
+    lines = [f"| keep {rate}, 95 % intervals over the images | top-1 | change from the baseline (points) | "
+             "background lift |", "|---|---|---|---|"]
+    for row in chosen:
+        (low, high), (lift_low, lift_high) = row["accuracy_interval"], row["lift_interval"]
+        change = row.get("change_interval")
+        lines.append(f"| {row['method']}, {row['setting']} | {row['accuracy']:.1%} [{low:.1%}, {high:.1%}] | "
+                     + (f"{points(row['accuracy'] - baseline)} [{points(change[0])}, {points(change[1])}]"
+                        if change else "-")
+                     + " | " + ("-" if row["removed"] == 0 else
+                                f"{row['lift']:.3f} [{lift_low:.3f}, {lift_high:.3f}]") + " |")
+    return lines
+
+
 def format_tables(result: dict, block_rate: float = 0.7) -> str:
-    """Markdown: accuracy by keep rate, background removed and its lift by keep rate, and the lift after each
-    reduction block at `block_rate` (where it was measured)."""
+    """Markdown: accuracy by keep rate, background removed and its lift by keep rate, the lift after each
+    reduction block at `block_rate` (where it was measured), and at `block_rate` the figures with their
+    intervals."""
     rows = result["rows"]
     rates = sorted({row["keep_rate"] for row in rows if row["method"] != "none"}, reverse=True)
-    baseline = next(row for row in rows if row["method"] == "none")["accuracy"]
-    return "\n".join([f"Baseline (no reduction): {baseline:.1%}", "",
+    first = next(row for row in rows if row["method"] == "none")
+    interval = (f" [{first['accuracy_interval'][0]:.1%}, {first['accuracy_interval'][1]:.1%}]"
+                if "accuracy_interval" in first else "")
+    return "\n".join([f"Baseline (no reduction): {first['accuracy']:.1%}{interval}", "",
                       *_table(rows, rates, "method", lambda row: f"{row['accuracy']:.1%}"), "",
                       *_table(rows, rates, "method (patches let go of)", _removed_cell), "",
                       *_table(rows, rates, "method (background lift)", _lift_cell), "",
-                      *_by_block_table(rows, block_rate)])
+                      *_by_block_table(rows, block_rate),
+                      *(["", *intervals] if (intervals := _interval_table(rows, block_rate)) else [])])
 
 
 def main(argv: list[str] | None = None) -> dict:

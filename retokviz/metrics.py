@@ -2,6 +2,7 @@
 
     rv.metrics.accuracy(model, images, labels)                      # top-1, as a fraction
     rv.metrics.background_removed(model, images, masks)             # which patches the method let go of
+    rv.metrics.let_go_counts(model, images, masks).lift_interval()  # how sure that is, over the images
 
 `background_removed` reads the trace: the patches a method let go of are the ones that were, at some block, no
 longer carried by a token of their own (EViT and ImagePiece: dropped or fused; ToMe, which discards nothing:
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from retokviz.data import patch_mask
+from retokviz.intervals import bootstrap
 from retokviz.methods.compose import as_tuple
 from retokviz.patch import state_of
 from retokviz.provenance import Status, Trace, record
@@ -47,8 +49,8 @@ def _slices(total: int, batch_size: int, progress: bool, desc: str) -> Iterator[
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256, progress: bool = False) -> float:
-    """Top-1 accuracy of `model` (as it runs now, method included) on images [B, 3, H, W] with labels [B].
+def correct(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256, progress: bool = False) -> Tensor:
+    """[B] bool: whether `model` (as it runs now, method included) puts each image [B, 3, H, W] in its label [B].
 
     Raises:
         ValueError: no images, images not [B, 3, H, W], labels not [B], or batch_size < 1.
@@ -57,10 +59,21 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels must be [{images.shape[0]}], one per image, got shape {tuple(labels.shape)}")
     device = next(model.parameters()).device
-    correct = 0
-    for part in parts:
-        correct += int((model(images[part].to(device)).argmax(-1).cpu() == labels[part]).sum())
-    return correct / images.shape[0]
+    return torch.cat([model(images[part].to(device)).argmax(-1).cpu() == labels[part] for part in parts])
+
+
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256, progress: bool = False) -> float:
+    """Top-1 accuracy of `model` (as it runs now, method included) on images [B, 3, H, W] with labels [B].
+
+    Raises:
+        ValueError: no images, images not [B, 3, H, W], labels not [B], or batch_size < 1.
+    """
+    return int(correct(model, images, labels, batch_size, progress).sum()) / images.shape[0]
+
+
+def lift(background: Tensor, random: Tensor) -> Tensor:
+    """(background - random) / (1 - random), elementwise: NaN where random >= 1 (no object to spare)."""
+    return torch.where(random >= 1.0, torch.nan, (background - random) / (1.0 - random).clamp(min=1e-12))
 
 
 @dataclass(frozen=True)
@@ -81,9 +94,8 @@ class BackgroundRemoved:
     def lift(self) -> float:
         """(background - random) / (1 - random): 0 for a random choice, 1 when only background was let go of,
         negative when the object went first; NaN where nothing was let go of or there is no object."""
-        if self.random >= 1.0:
-            return float("nan")
-        return (self.background - self.random) / (1.0 - self.random)
+        return float(lift(torch.tensor(self.background, dtype=torch.float64),
+                          torch.tensor(self.random, dtype=torch.float64)))
 
 
 def check_masks(images: Tensor, masks: Tensor) -> None:
@@ -141,27 +153,79 @@ def background_removed_by_block(
     Raises:
         ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
     """
+    return let_go_counts(model, images, masks, batch_size, progress).by_block(every_block)
+
+
+@dataclass(frozen=True)
+class LetGoCounts:
+    """What a method let go of, image by image: the counts that `BackgroundRemoved` pools.
+
+    Attributes:
+        removed: [L, B] int, the patches of each image let go of at or before each block.
+        background: [L, B] int, of those, the background ones (touching no object pixel).
+        background_patches: [B] int, the background patches of each image.
+        patches: the patches of one image, P.
+        reduced: [L] bool, whether the method reduced anything at each block (in any image).
+    """
+
+    removed: Tensor
+    background: Tensor
+    background_patches: Tensor
+    patches: int
+    reduced: Tensor
+
+    def at(self, block: int) -> BackgroundRemoved:
+        """The counts at `block` pooled over the images."""
+        removed, background = int(self.removed[block].sum()), int(self.background[block].sum())
+        return BackgroundRemoved(removed / (self.patches * self.removed.shape[1]),
+                                 background / removed if removed else float("nan"),
+                                 int(self.background_patches.sum()) / (self.patches * self.removed.shape[1]))
+
+    def by_block(self, every_block: bool = False) -> dict[int, BackgroundRemoved]:
+        """{block: pooled counts} for the blocks that reduced, or every block with every_block=True."""
+        blocks = range(self.removed.shape[0]) if every_block else self.reduced.nonzero().flatten().tolist()
+        return {block: self.at(block) for block in blocks}
+
+    def lift_interval(self, block: int | None = None, **options) -> tuple[float, float]:
+        """The bootstrap interval (`rv.intervals.bootstrap`, its `options`) of the lift at `block` (default: the
+        last, all that was let go of), resampling the images; (nan, nan) where nothing was let go of."""
+        block = self.removed.shape[0] - 1 if block is None else block
+
+        def pooled_lift(removed: Tensor, background: Tensor, background_patches: Tensor) -> Tensor:  # [R, B] each
+            total = removed.sum(-1).double()
+            share = torch.where(total > 0, background.sum(-1).double() / total.clamp(min=1), torch.nan)
+            return lift(share, background_patches.sum(-1).double() / (self.patches * removed.shape[-1]))
+
+        return bootstrap(pooled_lift, self.removed[block], self.background[block], self.background_patches,
+                         **options)
+
+
+@torch.no_grad()
+def let_go_counts(model: nn.Module, images: Tensor, masks: Tensor, batch_size: int = 256,
+                  progress: bool = False) -> LetGoCounts:
+    """Per image and block, the patches `model` (with a method applied) let go of and how many are background.
+
+    Args:
+        model, images, masks: as for `background_removed`.
+
+    Raises:
+        ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
+    """
     parts = batches(images, batch_size, progress, "background removed")
     check_masks(images, masks)
     statuses = let_go_statuses(model)
     device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
-    removed = background = reduced = None                # [L] counts, [L] bool, summed over the batches
-    patches = background_patches = 0
+    removed, background, background_patches, reduced = [], [], [], None
     for part in parts:
         with record(model) as trace:
             model(images[part].to(device))
         gone = gone_by_block(trace, statuses)                                             # [L, b, P]
-        is_background = ~patch_mask(masks[part].cpu(), patch_size).flatten(1)                 # [b, P]
-        counts = gone.flatten(1).sum(1), (gone & is_background).flatten(1).sum(1)
+        is_background = ~patch_mask(masks[part].cpu(), patch_size).flatten(1)             # [b, P]
+        removed.append(gone.sum(-1))
+        background.append((gone & is_background).sum(-1))
+        background_patches.append(is_background.sum(-1))
         steps = torch.tensor([layer.step is not None for layer in trace.layers])
-        removed = counts[0] if removed is None else removed + counts[0]
-        background = counts[1] if background is None else background + counts[1]
         reduced = steps if reduced is None else reduced | steps
-        patches += gone[0].numel()
-        background_patches += int(is_background.sum())
-    blocks = range(len(removed)) if every_block else reduced.nonzero().flatten().tolist()
-    return {block: BackgroundRemoved(int(removed[block]) / patches,
-                                     int(background[block]) / int(removed[block]) if removed[block] else float("nan"),
-                                     background_patches / patches)
-            for block in blocks}
+    return LetGoCounts(torch.cat(removed, 1), torch.cat(background, 1), torch.cat(background_patches),
+                       is_background.shape[-1], reduced)

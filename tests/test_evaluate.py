@@ -48,7 +48,19 @@ def test_the_evaluation_sweep_covers_every_method_setting_and_rate(checkpoints):
                                                                           directory=checkpoints), keep_rate=0.5)
             if row["method"] != "ToMe":                # ToMe merges in every block
                 assert sorted(map(int, row["by_block"])) == list(layers.reduction_layers(4)), row["by_block"]
+    for row in rows:                                   # each figure inside its interval over the images
+        low, high = row["accuracy_interval"]
+        assert low <= row["accuracy"] <= high
+        if row["method"] != "none":
+            change_low, change_high = row["change_interval"]
+            assert change_low <= row["accuracy"] - rows[0]["accuracy"] <= change_high
+            if row["removed"] > 0:
+                assert row["lift_interval"][0] <= row["lift"] <= row["lift_interval"][1]
     table = evaluate.format_tables(result, block_rate=0.5)
+    assert "| keep 0.5, 95 % intervals over the images | top-1 |" in table
+    assert table.count("| EViT, trained |") == 5       # accuracy, let go of, lift, after each block, intervals
+    older = {"rows": [{key: value for key, value in row.items() if not key.endswith("_interval")} for row in rows]}
+    assert "95 % intervals" not in evaluate.format_tables(older, block_rate=0.5)    # a table from before them
     assert "| EViT, trained |" in table and "| ToMe, off the shelf |" in table and "keep 0.5" in table
     assert "| method (background lift) |" in table and "| lift after block, keep 0.5 | block 0 |" in table
     assert result["conditions"]["data_seed"] == evaluate.SEED and result["conditions"]["image_size"] == 128
@@ -100,6 +112,8 @@ def test_the_command_line_prints_the_tables_and_writes_json_and_plot(checkpoints
     assert "Baseline (no reduction):" in capsys.readouterr().out
     written, expected = json.loads((tmp_path / "r.json").read_text())["rows"][-1], dict(result["rows"][-1])
     assert written.pop("by_block").keys() == expected.pop("by_block").keys()
+    for key in ("accuracy_interval", "change_interval", "lift_interval"):
+        assert written.pop(key) == pytest.approx(expected.pop(key))
     assert written == pytest.approx(expected, nan_ok=True)
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 

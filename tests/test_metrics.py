@@ -1,12 +1,15 @@
 """Accuracy and background removed."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import retokviz as rv
 from conftest import tiny_vit
-from retokviz.metrics import BackgroundRemoved, accuracy, background_removed, background_removed_by_block
+from retokviz.metrics import (BackgroundRemoved, accuracy, background_removed, background_removed_by_block, correct,
+                              let_go_counts)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,34 @@ def test_background_removed_by_block_counts_what_was_let_go_of_up_to_each_reduct
 def test_the_lift_is_zero_for_a_random_choice_and_one_for_background_only(background, random, lift):
     assert BackgroundRemoved(0.3, background, random).lift == pytest.approx(lift)
     assert BackgroundRemoved(0.3, 0.5, 1.0).lift != BackgroundRemoved(0.3, 0.5, 1.0).lift     # NaN: no object
+
+
+def test_the_per_image_counts_pool_to_the_figures_and_give_the_lifts_interval(clutter):
+    images, labels, masks = clutter
+    model = rv.apply(clutter_vit(), rv.EViT(keep_rate=0.5, layers=(1, 2)))
+    counts = let_go_counts(model, images, masks, batch_size=5)
+    assert counts.removed.shape == counts.background.shape == (4, 12) and counts.patches == 64
+    assert counts.by_block() == background_removed_by_block(model, images, masks)
+    every = counts.by_block(every_block=True)
+    assert list(every) == [0, 1, 2, 3] and every[0].removed == 0 and math.isnan(every[0].background)
+    assert [every[block] for block in (1, 2, 3)] == [
+        background_removed_by_block(model, images, masks, every_block=True)[block] for block in (1, 2, 3)]
+    assert counts.reduced.tolist() == [False, True, True, False]
+
+    # the interval against a plain loop over the same draws (the bootstrap's seed decides them)
+    low, high = counts.lift_interval(resamples=200)
+    draws = torch.randint(12, (200, 12), generator=torch.Generator().manual_seed(0))
+    lifts = []
+    for draw in draws:
+        removed = int(counts.removed[-1][draw].sum())
+        background = int(counts.background[-1][draw].sum())
+        random = int(counts.background_patches[draw].sum()) / (64 * 12)
+        lifts.append(BackgroundRemoved(removed / (64 * 12), background / removed, random).lift)
+    expected = torch.quantile(torch.tensor(lifts, dtype=torch.float64), torch.tensor([0.025, 0.975],
+                                                                                      dtype=torch.float64))
+    assert (low, high) == pytest.approx(expected.tolist())
+    assert low <= counts.at(3).lift <= high and low < high
+
+    assert correct(model, images, labels, batch_size=5).float().mean().item() == accuracy(model, images, labels)
+    nothing = let_go_counts(rv.apply(model, rv.EViT(keep_rate=1.0)), images, masks)
+    assert all(math.isnan(value) for value in nothing.lift_interval())       # nothing let go of: no lift
