@@ -1,6 +1,6 @@
 """How sure a figure measured on N images is: percentile bootstrap intervals that resample the images.
 
-    low, high = rv.intervals.bootstrap(lambda correct: correct.float().mean(-1), correct)   # top-1 of [B] bools
+    low, high = rv.intervals.bootstrap(rv.intervals.share, correct)     # top-1 of correct [B] bool, 95 % interval
 
 A figure measured on 1000 test images is one draw: another 1000 images of the same generator would give another
 figure. The bootstrap estimates how far apart such draws fall by drawing B images with replacement from the B at
@@ -72,4 +72,4 @@ def share(correct: Tensor) -> Tensor:
 
 def paired_difference(first: Tensor, second: Tensor) -> Tensor:
     """The share of True in `first` minus that in `second`, per draw, on the same images: [R, B] x 2 -> [R]."""
-    return first.double().mean(-1) - second.double().mean(-1)
+    return share(first) - share(second)
