@@ -84,7 +84,7 @@ def measure(model: nn.Module, method: Methods, images: torch.Tensor, labels: tor
     intervals = {"accuracy_interval": list(bootstrap(share, right)), "lift_interval": list(counts.lift_interval())}
     if baseline_correct is not None:
         intervals["change_interval"] = list(bootstrap(paired_difference, right, baseline_correct))
-    return {"accuracy": int(right.sum()) / len(right), "tokens": tokens,
+    return {"accuracy": float(share(right)), "tokens": tokens,
             **dataclasses.asdict(removed), "lift": removed.lift, **intervals,
             "by_block": {str(block): {**dataclasses.asdict(value), "lift": value.lift}
                          for block, value in by_block.items()}}
@@ -105,7 +105,7 @@ def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] =
     images, labels, masks = rv.data.make_clutter(test_size, seed, split="test", image_size=image_size)
     baseline_correct = correct(baseline, images, labels, progress=progress)
     rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0,
-             "accuracy": int(baseline_correct.sum()) / test_size,
+             "accuracy": float(share(baseline_correct)),
              "accuracy_interval": list(bootstrap(share, baseline_correct))}]
     for name, checkpoint in checkpoints.items():
         if name == "none":

@@ -176,10 +176,15 @@ class LetGoCounts:
 
     def at(self, block: int) -> BackgroundRemoved:
         """The counts at `block` pooled over the images."""
-        removed, background = int(self.removed[block].sum()), int(self.background[block].sum())
-        return BackgroundRemoved(removed / (self.patches * self.removed.shape[1]),
-                                 background / removed if removed else float("nan"),
-                                 int(self.background_patches.sum()) / (self.patches * self.removed.shape[1]))
+        shares = self._pooled(self.removed[block], self.background[block], self.background_patches)
+        return BackgroundRemoved(*(float(value) for value in shares))
+
+    def _pooled(self, removed: Tensor, background: Tensor, background_patches: Tensor) -> tuple[Tensor, ...]:
+        """The BackgroundRemoved shares (removed, background, random) of per-image counts [..., B], pooled over
+        the last dimension (the images): float64 tensors [...], background NaN where nothing was let go of."""
+        total, patches = removed.sum(-1).double(), self.patches * removed.shape[-1]
+        background_share = torch.where(total > 0, background.sum(-1).double() / total.clamp(min=1), torch.nan)
+        return total / patches, background_share, background_patches.sum(-1).double() / patches
 
     def by_block(self, every_block: bool = False) -> dict[int, BackgroundRemoved]:
         """{block: pooled counts} for the blocks that reduced, or every block with every_block=True."""
@@ -192,9 +197,8 @@ class LetGoCounts:
         block = self.removed.shape[0] - 1 if block is None else block
 
         def pooled_lift(removed: Tensor, background: Tensor, background_patches: Tensor) -> Tensor:  # [R, B] each
-            total = removed.sum(-1).double()
-            share = torch.where(total > 0, background.sum(-1).double() / total.clamp(min=1), torch.nan)
-            return lift(share, background_patches.sum(-1).double() / (self.patches * removed.shape[-1]))
+            _, background_share, random = self._pooled(removed, background, background_patches)
+            return lift(background_share, random)
 
         return bootstrap(pooled_lift, self.removed[block], self.background[block], self.background_patches,
                          **options)
