@@ -11,8 +11,6 @@ to the keep rate of the applied EViT or ImagePiece. Counts are pooled over all i
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor, nn
 
@@ -20,9 +18,9 @@ from retokviz.merging import compose_dest
 from retokviz.methods.base import ceil_share
 from retokviz.methods.compose import as_tuple
 from retokviz.data import patch_mask
-from retokviz.metrics import BackgroundRemoved, batches, check_masks, gone_by_block, let_go_statuses
+from retokviz.metrics import BackgroundRemoved, check_masks, gone_by_block, let_go_statuses, traces
 from retokviz.patch import state_of
-from retokviz.provenance import Trace, record
+from retokviz.provenance import Trace
 
 
 def attentiveness_recovery(
@@ -46,7 +44,7 @@ def attentiveness_recovery(
     """
     rate = _top_rate(model, top_rate)
     found, total = {}, {}
-    for trace in _traces(model, images, batch_size, progress):
+    for _, trace in traces(model, images, batch_size, progress, "analysing"):
         blocks = _reduction_blocks(model, trace)
         for here, there in zip(blocks, blocks[1:]):
             scores = trace.layers[here].token_scores                                 # [B, T_i]
@@ -72,7 +70,7 @@ def merge_similarity(
         {block: mean similarity} for each block that merged something (ToMe, ImagePiece, or both composed).
     """
     sums, counts = {}, {}
-    for trace in _traces(model, images, batch_size, progress):
+    for _, trace in traces(model, images, batch_size, progress, "analysing"):
         for block, layer in enumerate(trace.layers):
             if layer.step is not None and layer.step.similarity is not None and layer.step.similarity.numel():
                 sums[block] = sums.get(block, 0.0) + float(layer.step.similarity.double().sum())
@@ -98,7 +96,7 @@ def semantic_dilution(
     """
     rate = _top_rate(model, top_rate)
     diluted, merged = {}, {}
-    for trace in _traces(model, images, batch_size, progress):
+    for _, trace in traces(model, images, batch_size, progress, "analysing"):
         for block, layer in enumerate(trace.layers):
             step = layer.step
             if step is None or layer.token_scores is None:
@@ -150,10 +148,8 @@ def let_go_by_reason(
     patch_size = model.patch_embed.patch_size[0]
     background = ~patch_mask(masks.cpu(), patch_size).flatten(1)             # [B, P], on the CPU as the traces are
     counts: dict[tuple[int, str], list[int]] = {}                                        # [let go, background]
-    start = 0
-    for trace in _traces(model, images, batch_size, progress):
-        plain = background[start:start + trace.layers[0].owner.shape[0]]
-        start += plain.shape[0]
+    for part, trace in traces(model, images, batch_size, progress, "analysing"):
+        plain = background[part]
         gone = gone_by_block(trace, statuses)                                            # [L, b, P]
         for block in _reduction_blocks(model, trace):
             new = gone[block] & ~gone[block - 1] if block else gone[block]
@@ -170,15 +166,6 @@ def let_go_by_reason(
                                               if counts[block, reason][0] else float("nan"), random)
                     for reason in REASONS}
             for block in sorted({block for block, _ in counts})}
-
-
-def _traces(model: nn.Module, images: Tensor, batch_size: int, progress: bool) -> Iterator[Trace]:
-    """Run `model` over `images` in batches; yield each batch's trace, on the CPU."""
-    device = next(model.parameters()).device
-    for part in batches(images, batch_size, progress, "analysing"):
-        with record(model) as trace, torch.no_grad():
-            model(images[part].to(device))
-        yield trace.to("cpu")
 
 
 def _top_rate(model: nn.Module, top_rate: float | None) -> float:

@@ -187,15 +187,12 @@ def class_attention(model: nn.Module, images: Tensor, batch_size: int = 256, pro
         [blocks, n, P] float: a_i at each block, averaged over heads (softmax over all tokens, class token
         included, so a row sums to a little less than 1).
     """
-    from retokviz.metrics import batches
+    from retokviz.metrics import traces
 
-    device = next(model.parameters()).device
     parts = []
     with applied(model, _attention_everywhere(model)):
-        for part in batches(images, batch_size, progress, "class attention"):
-            with record(model) as trace:
-                model(images[part].to(device))
-            parts.append(torch.stack([layer.scores.float().cpu() for layer in trace.layers]))
+        for _, trace in traces(model, images, batch_size, progress, "class attention"):
+            parts.append(torch.stack([layer.scores.float() for layer in trace.layers]))
     return torch.cat(parts, dim=1)
 
 

@@ -3,6 +3,7 @@
     rv.metrics.accuracy(model, images, labels)                      # top-1, as a fraction
     rv.metrics.background_removed(model, images, masks)             # which patches the method let go of
     rv.metrics.let_go_counts(model, images, masks).lift_interval()  # how sure that is, over the images
+    for part, trace in rv.metrics.traces(model, images): ...        # the traces they read, batch by batch
 
 `background_removed` reads the trace: the patches a method let go of are the ones that were, at some block, no
 longer carried by a token of their own (EViT and ImagePiece: dropped or fused; ToMe, which discards nothing:
@@ -46,6 +47,25 @@ def _slices(total: int, batch_size: int, progress: bool, desc: str) -> Iterator[
     # disable=None: a bar in notebooks and terminals, nothing in logs (as the trainer does)
     for start in tqdm(range(0, total, batch_size), desc=desc, disable=None if progress else True, leave=False):
         yield slice(start, start + batch_size)
+
+
+def traces(model: nn.Module, images: Tensor, batch_size: int = 64, progress: bool = False,
+           desc: str = "tracing") -> Iterator[tuple[slice, Trace]]:
+    """Run `model` (as it runs now, method included) over `images` [B, 3, H, W] in batches under `rv.record`:
+    yields each batch's slice of `images` and its trace, on the CPU.
+
+    Raises (at the call, before any forward pass):
+        ValueError: images not [B, 3, H, W], no image at all, or batch_size < 1.
+    """
+    return _traced(model, images, batches(images, batch_size, progress, desc))
+
+
+def _traced(model: nn.Module, images: Tensor, parts: Iterator[slice]) -> Iterator[tuple[slice, Trace]]:
+    device = next(model.parameters()).device
+    for part in parts:
+        with record(model) as trace, torch.no_grad():
+            model(images[part].to(device))
+        yield part, trace.to("cpu")
 
 
 @torch.no_grad()
@@ -215,15 +235,12 @@ def let_go_counts(model: nn.Module, images: Tensor, masks: Tensor, batch_size: i
     Raises:
         ValueError: no images, images not [B, 3, H, W], masks not [B, H, W], or batch_size < 1.
     """
-    parts = batches(images, batch_size, progress, "background removed")
+    traced = traces(model, images, batch_size, progress, "background removed")
     check_masks(images, masks)
     statuses = let_go_statuses(model)
-    device = next(model.parameters()).device
     patch_size = model.patch_embed.patch_size[0]
     removed, background, background_patches, reduced = [], [], [], None
-    for part in parts:
-        with record(model) as trace:
-            model(images[part].to(device))
+    for part, trace in traced:
         gone = gone_by_block(trace, statuses)                                             # [L, b, P]
         is_background = ~patch_mask(masks[part].cpu(), patch_size).flatten(1)             # [b, P]
         removed.append(gone.sum(-1))

@@ -9,7 +9,7 @@ import torch
 import retokviz as rv
 from conftest import tiny_vit
 from retokviz.metrics import (BackgroundRemoved, accuracy, background_removed, background_removed_by_block, correct,
-                              let_go_counts)
+                              let_go_counts, traces)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,26 @@ def test_accuracy_counts_the_right_answers(clutter):
     assert accuracy(model, images, predicted) == 1.0
     with pytest.raises(ValueError, match=r"labels must be \[12\], one per image, got shape \(11,\)"):
         accuracy(model, images, labels[:11])
+
+
+def test_traces_runs_the_batches_in_order_and_gives_each_trace_on_the_cpu(clutter):
+    images, _, _ = clutter
+    model = rv.apply(clutter_vit(), rv.EViT(keep_rate=0.5, layers=(1,)))
+    with rv.record(model) as whole, torch.no_grad():
+        model(images)
+    parts = list(traces(model, images, batch_size=5))
+    assert [part for part, _ in parts] == [slice(0, 5), slice(5, 10), slice(10, 15)]
+    for part, trace in parts:
+        assert len(trace.layers) == 4 and all(layer.owner.device.type == "cpu" for layer in trace.layers)
+        for layer, alone in zip(trace.layers, whole.layers):         # each batch's trace is that of its images
+            assert torch.equal(layer.status, alone.status[part]) and torch.equal(layer.owner, alone.owner[part])
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
+        traces(model, images, batch_size=0)                          # refused at the call, before any pass
+    with pytest.raises(ValueError, match=r"images must be a batch \[B, 3, H, W\], got shape \(3, 128, 128\)"):
+        traces(model, images[0])
+    assert not calls
 
 
 def test_background_removed_reads_the_last_layer_against_the_masks(clutter):
