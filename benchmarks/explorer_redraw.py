@@ -54,13 +54,13 @@ def main() -> None:
     ex = explore(**kwargs)
     built = time.perf_counter() - start
     session = ex.session
-    blocks = ex.layer.max + 1
+    blocks = ex.block.max + 1
     views = [value for _, value in ex.view.options]
     rates = [round(r, 2) for r in np.arange(0.3, 1.0001, 0.05)]
-    times: dict[str, list[float]] = {"layer": [], "view": [], "patch (lineage)": [], "keep rate, new": [],
+    times: dict[str, list[float]] = {"block": [], "view": [], "patch (lineage)": [], "keep rate, new": [],
                                      "keep rate, cached": [], "method, new": []}
     for i in range(args.repeats):
-        times["layer"].append(timed(lambda: setattr(ex.layer, "value", (ex.layer.value + 1) % blocks)))
+        times["block"].append(timed(lambda: setattr(ex.block, "value", (ex.block.value + 1) % blocks)))
         times["view"].append(timed(lambda: setattr(ex.view, "value", views[(views.index(ex.view.value) + 1)
                                                                              % len(views)])))
         times["patch (lineage)"].append(timed(lambda: ex.set(patch=(i % (ex.patch_row.max + 1), 3))))

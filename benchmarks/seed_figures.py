@@ -7,7 +7,7 @@
 
     python benchmarks/seed_figures.py [--images 500] [--set showcase] [--out results]
 
-Prints every number it draws, with the conditions. Everything is computed by retokviz.robustness and drawn by
+Prints every number it draws, with the conditions. Everything is computed by retokviz.measure.robustness and drawn by
 retokviz.views.static; this script only chooses the models, images and file names.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import retokviz as rv
-from retokviz.bundled import SETS
+from retokviz.models.bundled import SETS
 from retokviz.evaluate import SEED
 from retokviz.views import extract, static
 

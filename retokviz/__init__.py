@@ -1,4 +1,4 @@
-"""retokviz: token reduction in vision transformers, on any timm ViT, with per-layer provenance.
+"""retokviz: token reduction in vision transformers, on any timm ViT, with per-block provenance.
 
     import timm, retokviz as rv
 
@@ -9,27 +9,34 @@
     with rv.record(model) as trace:              # which original patches are kept, fused, merged or dropped
         logits = model(images)
     rv.remove(model)                             # the untouched model, exactly
+
+The package follows the data: images -> ops (token operations) -> methods -> patch (the reducing block) -> trace
+(recording and reading) -> models, data -> measure -> sweep -> views -> explorer, training -> tutorial.
+Importing it loads none of matplotlib, plotly, ipywidgets, scikit-learn or scikit-image; they load on first use.
 """
-from retokviz import analysis, bundled, data, intervals, metrics, notebook, robustness, weights
-from retokviz.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
-from retokviz.macs import count_macs
+from retokviz import data, sweep
+from retokviz._util import VERSION
+from retokviz.measure import analysis, intervals, metrics, robustness
+from retokviz.measure.macs import count_macs
 from retokviz.methods import EViT, ImagePiece, Method, ToMe
 from retokviz.methods.budget import method_at
 from retokviz.methods.registry import method_names
+from retokviz.models import bundled, weights
+from retokviz.models.checkpoints import CheckpointError, CheckpointInfo, checkpoints, export_checkpoint, load_checkpoint
+from retokviz.models.stem import CoherenceStem, use_coherence_stem
 from retokviz.patch import UnsupportedModelError, applied, apply, method_of, remove
-from retokviz.provenance import LayerRecord, Status, Trace, record
-from retokviz.stem import CoherenceStem, use_coherence_stem
-from retokviz.sweep import SweepConfig, sweep
-import retokviz.train  # noqa: F401  the command line's package, loaded before `train` is bound to the function
+from retokviz.sweep import SweepConfig
+from retokviz.trace.record import LayerRecord, Status, Trace, record
 from retokviz.training import TrainConfig, TrainResult, train
+from retokviz.tutorial import setup as notebook
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 
 def explore(*args, **kwargs):
     """The interactive explorer (ipywidgets): `rv.explore()` offline, `rv.explore(model, images, masks)`, or
-    `rv.explore("deit_small_patch16_224")`. See `retokviz.explorer.explore`; ipywidgets and plotly are imported
-    only here, so `import retokviz` stays free of them."""
+    `rv.explore("deit_small_patch16_224")`. See `retokviz.explorer.explore`; ipywidgets and plotly load here, on
+    first use, so `import retokviz` stays light."""
     from retokviz.explorer import explore as _explore
 
     return _explore(*args, **kwargs)
@@ -43,6 +50,7 @@ __all__ = [
     "notebook",
     "robustness",
     "weights",
+    "bundled",
     "CheckpointError",
     "CheckpointInfo",
     "TrainConfig",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor, nn
 
 
@@ -61,3 +62,23 @@ def prepare(image: Image.Image | np.ndarray | str | Path, model: nn.Module,
     std = torch.tensor(config.get("std", (0.229, 0.224, 0.225))).view(3, 1, 1)
     tensor = (torch.from_numpy(picture).permute(2, 0, 1) - mean) / std
     return tensor.unsqueeze(0), picture
+
+
+def normalize(pictures: Tensor) -> Tensor:
+    """[..., 3, H, W] in 0..1 -> the same normalised with ImageNet's mean and std, as timm models expect."""
+    mean, std = imagenet_mean_std(pictures.dtype)
+    return (pictures - mean).div_(std)
+
+
+def denormalize(images: Tensor) -> Tensor:
+    """[..., 3, H, W] normalised with ImageNet's mean and std -> the pictures in 0..1, for display."""
+    mean, std = imagenet_mean_std(images.dtype)
+    return (images * std).add_(mean).clamp_(0.0, 1.0)
+
+
+def imagenet_mean_std(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """timm's IMAGENET_DEFAULT_MEAN and _STD as [3, 1, 1] tensors."""
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, dtype=dtype).view(3, 1, 1)
+    return mean, torch.tensor(IMAGENET_DEFAULT_STD, dtype=dtype).view(3, 1, 1)
+
+

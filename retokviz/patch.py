@@ -26,10 +26,9 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from retokviz.macs import input_channels
 from retokviz.methods.base import Method, Regroup
 from retokviz.methods.compose import as_tuple, compose, schedule, token_counts
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 
 
 # Fewer patch tokens than this leave nothing to choose between: the image is too small for token reduction.
@@ -99,36 +98,36 @@ class ReducingBlock(Block):
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """x: [B, N, C] -> [B, N', C], N' <= N."""
-        patch = self._retokviz
+        state = self._retokviz
         index = self._retokviz_index
         if index == 0:  # a new forward pass: every token stands for one patch again
-            patch.sizes = None
-            num_patches = x.shape[1] - patch.num_prefix
-            if num_patches < MIN_PATCHES and patch.schedule:
+            state.sizes = None
+            num_patches = x.shape[1] - state.num_prefix
+            if num_patches < MIN_PATCHES and state.schedule:
                 raise ValueError(
-                    f"{patch.model_name}: the image gives {num_patches} patch token(s); reducing needs at least "
-                    f"{MIN_PATCHES}: use a larger image (this model was made for {patch.image_size})"
+                    f"{state.model_name}: the image gives {num_patches} patch token(s); reducing needs at least "
+                    f"{MIN_PATCHES}: use a larger image (this model was made for {state.image_size})"
                 )
-            if patch.recorder is not None:
-                patch.recorder.begin(x, patch.method, patch.num_prefix, patch.input_size)
+            if state.recorder is not None:
+                state.recorder.begin(x, state.method, state.num_prefix, state.input_size)
         try:
-            return self._forward(patch, index, x, args, kwargs)
+            return self._forward(state, index, x, args, kwargs)
         finally:
-            if index == patch.depth - 1:
-                patch.sizes = None  # the pass is over; hold no tensor between calls
+            if index == state.depth - 1:
+                state.sizes = None  # the pass is over; hold no tensor between calls
 
-    def _forward(self, patch: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
-        recorder = patch.recorder
-        methods = patch.schedule.get(index, ())
-        acting = _acting(methods, x.shape[1] - patch.num_prefix, index)
+    def _forward(self, state: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
+        recorder = state.recorder
+        methods = state.schedule.get(index, ())
+        acting = _acting(methods, x.shape[1] - state.num_prefix, index)
         masked = bool(args) or kwargs.get("attn_mask") is not None or bool(kwargs.get("is_causal"))
-        if masked and (acting or patch.sizes is not None):
+        if masked and (acting or state.sizes is not None):
             raise ValueError(
-                f"{patch.model_name}: block {index} reduces or merges tokens, which an attention mask or causal "
+                f"{state.model_name}: block {index} reduces or merges tokens, which an attention mask or causal "
                 "attention can't follow; call the model without attn_mask / is_causal"
             )
         # Proportional attention (ToMe): a token standing for s patches is attended as if it were there s times.
-        bias = None if patch.sizes is None else patch.sizes.log().to(x.dtype)[:, None, None, :]   # [B, 1, 1, N]
+        bias = None if state.sizes is None else state.sizes.log().to(x.dtype)[:, None, None, :]   # [B, 1, 1, N]
         if not (acting or (methods and recorder is not None)):
             x = super().forward(x, *args, **kwargs) if bias is None else super().forward(x, attn_mask=bias)
             if recorder is not None:
@@ -142,18 +141,18 @@ class ReducingBlock(Block):
         finally:
             self._retokviz_qk = None
         x = x + self.drop_path1(self.ls1(attended))
-        first_view = view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, patch.num_prefix, patch.sizes)
+        first_view = view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, state.num_prefix, state.sizes)
         step: Regroup | None = None
         for position, method in enumerate(acting):
             last = position == len(acting) - 1
             if position:  # the next method sees the tokens the previous one left, scored again
                 view = view.regrouped(reduced.step, reduced.sizes)
             reduced = method.reduce(x, view, index, track=recorder is not None or not last)
-            x, patch.sizes = reduced.x, reduced.sizes
+            x, state.sizes = reduced.x, reduced.sizes
             if reduced.step is not None:
                 step = reduced.step if step is None else step.then(reduced.step)
         if recorder is not None:
-            recorder.add(first_view.class_scores() if patch.has_class_token else None, step)
+            recorder.add(first_view.class_scores() if state.has_class_token else None, step)
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     def _retokviz_capture_q(self, module: nn.Module, args: tuple, q: Tensor) -> None:
@@ -239,23 +238,23 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     """
     method = compose(method)
     plan = check_model(model, method)
-    patch = getattr(model, "_retokviz", None)
-    if patch is not None:
-        patch.method, patch.schedule = method, plan
+    state = getattr(model, "_retokviz", None)
+    if state is not None:
+        state.method, state.schedule = method, plan
         return model
-    patch = ReductionState(
+    state = ReductionState(
         model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
     )
     for index, block in enumerate(model.blocks):
         block.__class__ = ReducingBlock
-        block._retokviz, block._retokviz_index, block._retokviz_qk = patch, index, None
+        block._retokviz, block._retokviz_index, block._retokviz_qk = state, index, None
         for norm, hook in _HOOKS:
-            patch.handles.append(getattr(block.attn, norm).register_forward_hook(hook.__get__(block)))
-    patch.image_size = getattr(model.patch_embed, "img_size", None)
-    patch.handles.append(model.register_forward_pre_hook(_check_images))
-    patch.handles.append(model.patch_embed.register_forward_pre_hook(patch.see_images))
+            state.handles.append(getattr(block.attn, norm).register_forward_hook(hook.__get__(block)))
+    state.image_size = getattr(model.patch_embed, "img_size", None)
+    state.handles.append(model.register_forward_pre_hook(_check_images))
+    state.handles.append(model.patch_embed.register_forward_pre_hook(state.see_images))
     model.forward_intermediates = MethodType(_forward_intermediates, model)   # an instance attribute: see below
-    model._retokviz = patch
+    model._retokviz = state
     return model
 
 
@@ -335,34 +334,39 @@ def state_of(model: nn.Module) -> ReductionState:
     Raises:
         RuntimeError: no method was applied to the model.
     """
-    patch = getattr(model, "_retokviz", None)
-    if patch is None:
+    state = getattr(model, "_retokviz", None)
+    if state is None:
         raise RuntimeError(
             f"{model_name(model)} has no retokviz method applied; call rv.apply(model, rv.EViT(...)) first "
             "(EViT(keep_rate=1.0) records class attention without reducing anything)"
         )
-    return patch
+    return state
 
 
 def method_of(model: nn.Module) -> Method | tuple[Method, ...] | None:
     """The method applied to `model` (a tuple for composed methods, as applied), or None."""
-    patch = getattr(model, "_retokviz", None)
-    return None if patch is None else patch.method
+    state = getattr(model, "_retokviz", None)
+    return None if state is None else state.method
 
 
 @contextmanager
-def applied(model: nn.Module, method: Method | Sequence[Method]) -> Iterator[nn.Module]:
-    """Run `model` with `method` inside a `with` block; on exit the method it had before (or none) is back, also
-    when the block raises.
+def applied(model: nn.Module, method: Method | Sequence[Method] | None) -> Iterator[nn.Module]:
+    """Run `model` with `method` inside a `with` block, or untouched with None; on exit the method it had before
+    (or none) is back, also when the block raises.
 
         with rv.applied(model, rv.EViT(keep_rate=0.5)):
+            logits = model(images)
+        with rv.applied(model, None):                  # the untouched model, whatever was applied
             logits = model(images)
 
     Raises:
         UnsupportedModelError, ValueError: before anything is changed, if the model or method doesn't fit.
     """
     previous = method_of(model)
-    apply(model, method)
+    if method is not None:
+        apply(model, method)
+    elif previous is not None:
+        remove(model)
     try:
         yield model
     finally:
@@ -370,3 +374,12 @@ def applied(model: nn.Module, method: Method | Sequence[Method]) -> Iterator[nn.
             remove(model)
         else:
             apply(model, previous)
+
+
+def input_channels(model: nn.Module) -> int:
+    """The image channels `model` takes: those of the first convolution of its patch embedding (timm's one
+    projection, or the coherence stem's first 3 x 3 convolution)."""
+    first = next((module for module in model.patch_embed.modules() if isinstance(module, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError(f"{type(model.patch_embed).__name__} has no convolution to read the image channels from")
+    return first.in_channels

@@ -7,10 +7,12 @@ import shlex
 import pytest
 
 import retokviz as rv
-from retokviz.bundled import SETS
-from retokviz.checkpoints import MAX_BYTES
-from retokviz.evaluate import SEED
-from retokviz.metrics import accuracy, background_removed
+from retokviz.models.bundled import SETS
+from retokviz.models.checkpoints import MAX_BYTES
+from conftest import load_script
+
+SEED = load_script("evaluate").SEED
+from retokviz.measure.metrics import accuracy, background_removed
 
 ALL = sorted(name for checkpoints in SETS.values() for name in checkpoints.values())
 

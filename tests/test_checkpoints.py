@@ -15,12 +15,13 @@ import torch
 from conftest import images_for, tiny_vit
 
 import retokviz as rv
-from retokviz.checkpoints import (DATA_DIR, STALE_SECONDS, CheckpointError, checkpoints, export_checkpoint,
-                                  load_checkpoint, resolve_checkpoint, write_atomically)
+from retokviz._util.files import STALE_SECONDS, write_atomically
+from retokviz.models.checkpoints import (DATA_DIR, CheckpointError, checkpoints, export_checkpoint, load_checkpoint,
+                                         resolve_checkpoint)
 from retokviz.methods import registry
-from retokviz.stem import has_coherence_stem, use_coherence_stem
+from retokviz.models.stem import has_coherence_stem, use_coherence_stem
 
-RECIPE = {"command": "python -m retokviz.train --epochs 1", "seed": 0, "device": "cpu", "seconds": 1.5,
+RECIPE = {"command": "python -m retokviz.training --epochs 1", "seed": 0, "device": "cpu", "seconds": 1.5,
           "test_acc": 0.875}
 
 

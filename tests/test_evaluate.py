@@ -6,10 +6,11 @@ import json
 import pytest
 
 import retokviz as rv
-from conftest import tiny_vit
-from retokviz import evaluate
-from retokviz.checkpoints import export_checkpoint
+from conftest import load_script, tiny_vit
+from retokviz.models.checkpoints import export_checkpoint
 from test_render import plotting_state_kept
+
+evaluate = load_script("evaluate")
 
 RECIPE = {"command": "test", "seed": 0, "device": "cpu", "seconds": 0.0, "test_acc": 0.5}
 

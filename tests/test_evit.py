@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import retokviz as rv
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 from conftest import check_trace, explicit_attention, images_for, tiny_vit
 
 

@@ -58,7 +58,7 @@ def test_offline_default_offers_the_showcase_checkpoints_every_method_and_view(e
     assert [label for label, _ in ex.method.options] == ["EViT", "ImagePiece", "ToMe", "ImagePiece + ToMe"]
     assert [value for _, value in ex.view.options] == list(VIEWS)
     assert "removed background" in [label for label, _ in ex.view.options]
-    assert ex.layer.max == len(ex.model.blocks) - 1 and ex.play.max == ex.layer.max
+    assert ex.block.max == len(ex.model.blocks) - 1 and ex.play.max == ex.block.max
     assert ex.session.gallery.entries[0].mask is not None     # generated test images come with their masks
     assert ex._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.root.model_id
 
@@ -72,8 +72,8 @@ def test_every_checkpoint_and_method_draws_every_view_and_block(ex, checkpoint):
         assert isinstance(trace, rv.Trace) and len(trace.layers) == len(ex.model.blocks)
         assert ex.run.tokens == trace.layers[-1].num_tokens < trace.num_patches
         for view in VIEWS:
-            for block in range(ex.layer.max + 1):
-                ex.set(view=view, layer=block)
+            for block in range(ex.block.max + 1):
+                ex.set(view=view, block=block)
                 assert bytes(ex.picture.value).startswith(b"\x89PNG"), (method, view, block)
                 assert f"after block {block}:" in ex.tokens.value
         assert "untouched model" in ex.prediction.value and "MACs" in ex.prediction.value
@@ -93,9 +93,9 @@ def test_layer_view_and_patch_changes_run_no_forward_pass(ex):
     ex.set(model="showcase-evit-0.7", method="evit", keep_rate=0.6, patch=None)
     with Passes(ex) as passes:
         for view in VIEWS:
-            for block in range(ex.layer.max + 1):
+            for block in range(ex.block.max + 1):
                 ex.view.value = view
-                ex.layer.value = block
+                ex.block.value = block
         ex.set(patch=(2, 5))
         ex.patch_row.value = 4
         ex.follow.value = False

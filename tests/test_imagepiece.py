@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retokviz as rv
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 from conftest import check_trace, images_for, run, tiny_vit
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from retokviz.intervals import bootstrap, paired_difference, share
+from retokviz.measure.intervals import bootstrap, paired_difference, share
 
 
 def bernoulli(count, p, seed):

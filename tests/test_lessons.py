@@ -1,4 +1,4 @@
-"""The tutorial's helpers (retokviz.lessons): the numbers the notebooks print and assert."""
+"""The tutorial's helpers (retokviz.tutorial.lessons): the numbers the notebooks print and assert."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import retokviz as rv
-from retokviz import lessons
-from retokviz.render import Figure
+from retokviz.tutorial import lessons
+from retokviz.views.figure import Figure
 from conftest import images_for, tiny_vit
 
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retokviz.merging import bipartite_matching, compose_dest, merge_tokens
+from retokviz.ops.merging import bipartite_matching, compose_dest, merge_tokens
 
 # Six tokens, A = {0, 2, 4} and B = {1, 3, 5}. Cosine similarities of each A token to each B token:
 #        t1=(1,0)  t3=(1,1)  t5=(0,-1)

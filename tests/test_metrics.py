@@ -8,7 +8,7 @@ import torch
 
 import retokviz as rv
 from conftest import tiny_vit
-from retokviz.metrics import (BackgroundRemoved, accuracy, background_removed, background_removed_by_block, correct,
+from retokviz.measure.metrics import (BackgroundRemoved, accuracy, background_removed, background_removed_by_block, correct,
                               let_go_counts, traces)
 
 

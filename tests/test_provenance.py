@@ -6,7 +6,7 @@ import torch
 
 import retokviz as rv
 from retokviz.methods.base import Regroup
-from retokviz.provenance import Provenance
+from retokviz.trace.record import Provenance
 from conftest import DEVICES, check_trace, images_for, tiny_vit
 
 

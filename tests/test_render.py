@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import retokviz as rv
-from retokviz import render
+from retokviz.views import figure as render
 from retokviz.images import prepare
-from retokviz.render import plot_attention, plot_layers
+from retokviz.views import extract, palette, static
+from conftest import load_script
 from conftest import tiny_vit
 
 PNG = b"\x89PNG"
@@ -57,6 +58,14 @@ def recorded():
     with rv.record(model) as trace, torch.no_grad():
         model(images)
     return trace, picture
+
+
+def plot_layers(picture, trace, layers=None, image=0):
+    return static.plot_status(extract(trace, picture, image=image), layers)
+
+
+def plot_attention(picture, trace, layer=None, mask=None):
+    return static.plot_attention(extract(trace, picture, mask=mask), layer)
 
 
 def test_plot_layers_draws_one_panel_per_reduction_block(recorded):
@@ -103,15 +112,6 @@ def test_plot_attention_says_when_a_model_has_no_class_token_to_score_with():
         plot_attention(picture, trace)
 
 
-def benchmark_result(caveats=()):
-    conditions = {"model": "deit_tiny_patch16_224", "device": "cpu: AMD EPYC, 2 threads", "dtype": "fp32", "batch": 2,
-                  "image_size": 64}
-    rows = [{"method": "untouched", "keep_rate": None, "speedup": 1.0, "ceiling": 1.0}]
-    for name, rates in (("EViT", (1.0, 0.7, 0.5)), ("ToMe", (0.7, 0.5)), ("ImagePiece + ToMe", (0.5,))):
-        rows += [{"method": name, "keep_rate": rate, "speedup": 0.9 / rate, "ceiling": 1 / rate} for rate in rates]
-    return {"conditions": conditions, "rows": rows, "caveats": list(caveats)}
-
-
 def evaluation_result():
     rows = [{"method": "none", "setting": "baseline", "keep_rate": 1.0, "accuracy": 0.9}]
     for index, (name, setting, rate) in enumerate((m, s, k) for m in ("EViT", "ImagePiece", "ToMe")
@@ -123,8 +123,8 @@ def evaluation_result():
 
 
 def every_figure(trace, picture):
-    return [plot_layers(picture, trace), plot_attention(picture, trace), render.plot_benchmark(benchmark_result()),
-            render.plot_evaluation(evaluation_result())]
+    return [plot_layers(picture, trace), plot_attention(picture, trace),
+            load_script("evaluate").plot_evaluation(evaluation_result())]
 
 
 def test_every_figure_shows_itself_as_a_png_in_ipython_with_or_without_inline(recorded):
@@ -149,32 +149,20 @@ def test_drawing_and_displaying_figures_leaves_the_global_plotting_state_alone(r
 
 
 def test_method_colours_are_one_per_method_by_name_or_label():
-    assert render.method_colour("evit") == render.method_colour("EViT") == render.METHOD_COLOURS["evit"]
-    assert render.method_colour("ImagePiece + ToMe") == render.METHOD_COLOURS["imagepiece+tome"]
-    assert render.method_colour("mine", order=1) == render.SPARE_COLOURS[1]
-
-
-def test_the_benchmark_plot_draws_measured_speed_ups_beside_their_ceilings():
-    figure = render.plot_benchmark(benchmark_result())
-    (axes,) = figure.axes
-    lines = {line.get_label(): line for line in axes.get_lines()}
-    assert {"EViT measured", "ToMe measured", "ImagePiece + ToMe measured", "MACs ceiling (dashed)"} <= set(lines)
-    evit = lines["EViT measured"]
-    assert list(evit.get_xdata()) == [0.5, 0.7, 1.0] and list(evit.get_ydata()) == pytest.approx([1.8, 0.9 / 0.7, 0.9])
-    assert evit.get_color() == render.METHOD_COLOURS["evit"]
-    assert "too briefly" not in axes.get_title()
-    assert "too briefly" in render.plot_benchmark(benchmark_result(caveats=["only 1 round"])).axes[0].get_title()
+    assert palette.method_colour("evit") == palette.method_colour("EViT") == palette.METHOD_COLOURS["evit"]
+    assert palette.method_colour("ImagePiece + ToMe") == palette.METHOD_COLOURS["imagepiece+tome"]
+    assert palette.method_colour("mine", order=1) == palette.SPARE_COLOURS[1]
 
 
 def test_the_evaluation_plot_draws_each_method_and_setting_from_the_rows():
-    figure = render.plot_evaluation(evaluation_result())
+    figure = load_script("evaluate").plot_evaluation(evaluation_result())
     accuracy_ax, background_ax = figure.axes
     lines = {line.get_label(): line for line in accuracy_ax.get_lines()}
     assert set(lines) == {"baseline (90.0%)"} | {f"{m}, {s}" for m in ("EViT", "ImagePiece", "ToMe")
                                                   for s in ("off the shelf", "trained")}
     trained_tome = lines["ToMe, trained"]
     assert list(trained_tome.get_xdata()) == [0.5, 1.0] and list(trained_tome.get_ydata()) == pytest.approx([61, 60])
-    assert trained_tome.get_color() == render.METHOD_COLOURS["tome"]
+    assert trained_tome.get_color() == palette.METHOD_COLOURS["tome"]
     plotted = [line for line in background_ax.get_lines() if not line.get_label().startswith("a random")]
     assert all(list(line.get_xdata()) == [0.5] for line in plotted)       # keep 1.0 let nothing go: no point
     assert all(list(line.get_ydata()) == pytest.approx([0.2]) for line in plotted)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import retokviz as rv
-from retokviz import robustness
+from retokviz.measure import robustness
 
 PATCH = 16
 

@@ -145,7 +145,7 @@ def test_the_package_imports_metrics_and_train_stays_the_function():
     import subprocess
     import sys
 
-    code = ("import retokviz as rv, sys; assert 'retokviz.metrics' in sys.modules; "
+    code = ("import retokviz as rv, sys; assert 'retokviz.measure.metrics' in sys.modules; "
             "assert callable(rv.metrics.accuracy); assert callable(rv.train)")
     subprocess.run([sys.executable, "-c", code], check=True)
 

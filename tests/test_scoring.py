@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retokviz.scoring import AttentionView, class_attention
+from retokviz.ops.class_attention import AttentionView, class_attention
 
 
 def explicit_cls_row(q, k, bias=None):

@@ -18,14 +18,14 @@ import torch
 
 import retokviz as rv
 from conftest import tiny_vit
-from retokviz.checkpoints import resolve_checkpoint
+from retokviz.models.checkpoints import resolve_checkpoint
 from retokviz.methods.compose import token_counts
 from retokviz.sweep import COLUMNS, SweepConfig, TableError, read_table, sweep
 from retokviz.sweep import models as sweep_models
 from retokviz.sweep import run as sweep_run
 from retokviz.sweep.__main__ import main
 from retokviz.sweep.attention import EXPLICIT, attention_kernel, fused_attention
-from retokviz.sweep.configurations import macs_and_tokens
+from retokviz.sweep.grid import macs_and_tokens
 from retokviz.sweep.noise import ABOVE_CEILING, WITHIN_SPREAD, caveats, note
 from retokviz.sweep.timing import time_interleaved
 from retokviz.sweep.report import format_markdown
@@ -314,7 +314,7 @@ def test_noise_is_flagged():
 
 
 def test_the_tradeoff_plots(swept, tmp_path):
-    from retokviz.render import Figure
+    from retokviz.views.figure import Figure
     from retokviz.views.tradeoff import PAPER_LABEL, plot_tradeoff, tradeoff_figure, tradeoff_view
 
     rows, out = swept[0].rows, swept[1]

@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 import retokviz as rv
-from retokviz.checkpoints import checkpoints, export_checkpoint, load_checkpoint
-from retokviz.train.cli import main
-from retokviz.training import TrainConfig, keep_rate_at, lr_at, resolve_device, train
+from retokviz.models.checkpoints import checkpoints, export_checkpoint, load_checkpoint
+from retokviz.training.cli import main
+from retokviz.training.loop import TrainConfig, keep_rate_at, lr_at, resolve_device, train
 
 NUM_CLASSES = 4
 VOLATILE = ("images_per_second", "seconds")      # timings: the only fields allowed to differ between two runs
@@ -251,7 +251,7 @@ import os, sys
 import torch
 sys.path.insert(0, {tests!r})
 import retokviz as rv
-from retokviz.training import train
+from retokviz.training.loop import train
 from test_train import tiny_config, tiny_data, tiny_model
 
 out = sys.argv[1]
@@ -318,7 +318,7 @@ class FakeClutter(TensorDataset):
 def faked_clutter():
     with pytest.MonkeyPatch.context() as patch:
         fake = types.SimpleNamespace(ClutterDataset=FakeClutter)
-        patch.setitem(sys.modules, "retokviz.data", fake)
+        patch.setitem(sys.modules, "retokviz.data.clutter", fake)
         patch.setattr(rv, "data", fake, raising=False)             # in case the real one was imported already
         FakeClutter.made.clear()
         yield
@@ -368,7 +368,7 @@ def test_cli_trains_logs_and_exports_a_loadable_checkpoint(finished_run):
 
     [info] = checkpoints(folder)
     assert info.name == "tiny" and info.accuracy == result.metrics["test_acc"]
-    assert info.recipe["command"].startswith("python -m retokviz.train --img-size 32")
+    assert info.recipe["command"].startswith("python -m retokviz.training --img-size 32")
     loaded = load_checkpoint("tiny", directory=folder)
     assert rv.method_of(loaded) == rv.EViT(keep_rate=0.5)
     state = torch.load(folder / "run" / "last.pt", weights_only=True)["model"]
@@ -452,11 +452,11 @@ def test_cli_refuses_to_train_a_model_too_big_to_export(tmp_path, fake_clutter, 
 
 
 def test_importing_the_command_line_keeps_rv_train_the_function():
-    script = ("import retokviz as rv, retokviz.train, retokviz.training\n"
-              "from retokviz.train import cli\n"
-              "from retokviz.train.cli import main\n"
-              "assert rv.train is retokviz.training.train, rv.train\n"
-              "assert callable(cli.main) and not hasattr(retokviz.training, 'main')\n")
+    script = ("import retokviz as rv, retokviz.training.cli, retokviz.training.loop\n"
+              "from retokviz.training import cli\n"
+              "import retokviz.training as training\n"
+              "assert rv.train is retokviz.training.loop.train is training.train, rv.train\n"
+              "assert rv.training is training and callable(cli.main)\n")
     run = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
 
@@ -511,10 +511,10 @@ def test_cli_refuses_bad_arguments_before_doing_anything(argv, message, capsys):
 
 
 def test_the_command_line_entry_point_runs_without_warnings():
-    run = subprocess.run([sys.executable, "-W", "error", "-m", "retokviz.train", "--help"],
+    run = subprocess.run([sys.executable, "-W", "error", "-m", "retokviz.training", "--help"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "python -m retokviz.train" in run.stdout and "--keep-rate" in run.stdout and run.stderr == ""
+    assert "python -m retokviz.training" in run.stdout and "--keep-rate" in run.stdout and run.stderr == ""
 
 
 def test_cli_init_starts_from_a_checkpoint_and_records_it(finished_run, tmp_path, fake_clutter, monkeypatch):
@@ -525,7 +525,7 @@ def test_cli_init_starts_from_a_checkpoint_and_records_it(finished_run, tmp_path
         started.update(weights={key: value.clone() for key, value in model.state_dict().items()}, settings=settings)
         return "trained"
 
-    monkeypatch.setattr(sys.modules["retokviz.train.cli"], "train", capture)
+    monkeypatch.setattr(sys.modules["retokviz.training.cli"], "train", capture)
     checkpoint = finished_run.folder / "tiny.safetensors"
     assert main([*TINY_RUN, "--out", str(tmp_path / "run"), "--init", str(checkpoint)]) == "trained"
     stored = load_checkpoint(checkpoint).state_dict()
@@ -553,7 +553,7 @@ def test_cli_refuses_an_init_that_is_missing_or_does_not_fit_before_making_data(
 def test_the_cuda_bf16_autocast_branch_trains_each_method_on_the_cpu(monkeypatch, method):
     # On CUDA the steps run under bf16 autocast; torch runs that branch on a CPU too, so force it here: the reduction
     # code then sees bf16 activations beside float32 scores, sizes and weights, as it would on a GPU.
-    import retokviz.training as training
+    import retokviz.training.loop as training
 
     start = training._start_run
     monkeypatch.setattr(training, "_start_run", lambda *args: dataclasses.replace(start(*args), amp=True))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import retokviz as rv
-from retokviz.provenance import LayerRecord, Status, Trace
+from retokviz.views.figure import Figure
+from retokviz.trace.record import LayerRecord, Status, Trace
 from retokviz.views import charts, palette, raster, static
 from retokviz.views.extract import TraceArrays, describe_method, extract, lineage, to_uint8
 from conftest import tiny_vit
@@ -321,7 +322,7 @@ def test_static_figures_export_png_and_svg(recorded, tmp_path):
         "view": static.plot_view(recorded, "removed", blocks=[1, 5], patch=7),
     }
     for name, figure in figures.items():
-        assert isinstance(figure, rv.render.Figure) and figure._repr_png_().startswith(b"\x89PNG")
+        assert isinstance(figure, Figure) and figure._repr_png_().startswith(b"\x89PNG")
         figure.savefig(tmp_path / f"{name}.png")
         figure.savefig(tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
@@ -333,8 +334,8 @@ def test_static_figures_export_png_and_svg(recorded, tmp_path):
 
 
 def test_robustness_figures_export(tmp_path):
-    from retokviz.metrics import BackgroundRemoved
-    from retokviz.robustness import MaskedAccuracy, MaskingEffect, RemovedAtRate
+    from retokviz.measure.metrics import BackgroundRemoved
+    from retokviz.measure.robustness import MaskedAccuracy, MaskingEffect, RemovedAtRate
 
     figures = [
         static.plot_background_removed([RemovedAtRate(0.5, "EViT(keep_rate=0.5)", 0.6, 0.9, 0.8),
@@ -362,14 +363,14 @@ def test_plotly_charts_draw_the_raster(recorded):
 
 
 def test_importing_retokviz_and_its_views_loads_no_plotly_or_ipywidgets():
-    code = ("import sys, retokviz, retokviz.views, retokviz.views.static, retokviz.views.charts, retokviz.robustness;"
+    code = ("import sys, retokviz, retokviz.views, retokviz.views.static, retokviz.views.charts, retokviz.measure.robustness;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_the_let_go_figure_draws_each_reason_split_into_background_and_object():
-    from retokviz.metrics import BackgroundRemoved
+    from retokviz.measure.metrics import BackgroundRemoved
 
     reasons = {1: {"bottom": BackgroundRemoved(0.10, 0.9, 0.8), "displaced": BackgroundRemoved(0.05, 1.0, 0.8)},
                3: {"bottom": BackgroundRemoved(0.04, 0.5, 0.8), "displaced": BackgroundRemoved(0.0, float("nan"), 0.8)}}

@@ -9,7 +9,7 @@ import safetensors.torch
 import timm
 import torch
 
-from retokviz import weights
+from retokviz.models import weights
 
 TINY = dict(depth=2, embed_dim=48, num_heads=3, img_size=32, num_classes=10)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from retokviz.bundled import name as bundled_name
+from retokviz.models.bundled import name as bundled_name
 from retokviz.explorer.inputs import DEFAULT_IMAGES, Gallery, model_size, resolve_models
 from retokviz.explorer.session import THREADS, Session
 
@@ -43,11 +43,12 @@ def explore(
     method: str | None = None,
     keep_rate: float | None = None,
     view: str = "status",
-    layer: int | None = None,
+    block: int | None = None,
     image: int = 0,
     num_images: int = DEFAULT_IMAGES,
     threads: int | None = THREADS,
     tradeoff: Any = "auto",
+    layer: int | None = None,
 ):
     """An explorer of token reduction on `model`.
 
@@ -62,7 +63,7 @@ def explore(
         labels: [N] true class indices, or None.
         class_names: the classes by index (default: digits for the bundled models, ImageNet's for 1000 classes).
         weights: a weights file for a timm model name.
-        method, keep_rate, view, layer, image: the first setting shown (method: "evit", "imagepiece", "tome" or
+        method, keep_rate, view, block, image: the first setting shown (method: "evit", "imagepiece", "tome" or
             "imagepiece+tome"; default: the model's own method, at its keep rate, else EViT at 0.7).
         num_images: how many generated images when `images` is None.
         threads: torch threads for the explorer's one-image passes (default 1; None: torch's own setting).
@@ -70,6 +71,7 @@ def explore(
             and in a panel below it: a sweep table (`python -m retokviz.sweep`: a CSV path, its rows or a pandas
             DataFrame); "auto": the committed table of the bundled set shown (rv.bundled.sweep_table), where
             there is one; None: none.
+        layer: the former name of `block` (deprecated).
 
     Returns:
         an Explorer (ipywidgets); show it as a cell's last line.
@@ -80,8 +82,9 @@ def explore(
             tradeoff table without the sweep's columns or rows.
         FileNotFoundError: a tradeoff table path that does not exist.
     """
-    from retokviz.explorer.widget import Explorer
+    from retokviz.explorer.widget import Explorer, _renamed
 
+    block = _renamed(block, layer)
     models, note = resolve_models(model, weights)
     table, source = _tradeoff_table(tradeoff, models)
     first = next(iter(models.values()))
@@ -103,7 +106,7 @@ def explore(
     default = bundled_name("EViT") if bundled_name("EViT") in models else next(iter(models))
     if keep_rate is None:
         keep_rate = getattr(_own(models[default]), "keep_rate", None) if method is None else None
-    return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, layer=layer,
+    return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, block=block,
                     image=image, note=note, tradeoff=table, tradeoff_source=source)
 
 
@@ -111,7 +114,7 @@ def _tradeoff_table(tradeoff: Any, models: dict[str, nn.Module]) -> tuple[list[d
     """The sweep table's rows and a name for it (see `explore`'s tradeoff), checked before anything is drawn."""
     import os
 
-    from retokviz import bundled
+    from retokviz.models import bundled
     from retokviz.views.tradeoff import load_rows
 
     if tradeoff is None:
@@ -135,7 +138,7 @@ def _own(model: nn.Module):
 
 
 def _bundled_names() -> set[str]:
-    from retokviz.checkpoints import checkpoints
+    from retokviz.models.checkpoints import checkpoints
 
     return {info.name for info in checkpoints()}
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from retokviz.checkpoints import checkpoints, load_checkpoint
+from retokviz.models.checkpoints import checkpoints, load_checkpoint
 from retokviz.images import prepare
 from retokviz.methods.tome import ToMe
 from retokviz.patch import check_model, model_name
@@ -46,7 +46,7 @@ def load_bundled(name: str) -> nn.Module:
 
 def bundled_models() -> dict[str, nn.Module]:
     """The bundled showcase set (rv.bundled), by name, in eval mode with its methods applied (see load_bundled)."""
-    from retokviz.bundled import DEFAULT_SET, SETS
+    from retokviz.models.bundled import DEFAULT_SET, SETS
 
     return {name: load_bundled(name) for name in SETS[DEFAULT_SET].values()}
 
@@ -64,7 +64,7 @@ def _from_name(name: str, weights: str | None) -> tuple[dict[str, nn.Module], st
                          "name (e.g. 'deit_small_patch16_224')")
     with torch.device("meta"):   # the architecture only: refuse a resnet before any weights are looked for
         check_supported(timm.create_model(name, pretrained=False))
-    from retokviz.weights import WeightsUnavailable, load_pretrained
+    from retokviz.models.weights import WeightsUnavailable, load_pretrained
 
     try:
         model, _ = load_pretrained(name, weights)

@@ -4,11 +4,10 @@ inline SVG bar chart), the predictions and a patch's lineage. Pure functions of 
 from __future__ import annotations
 
 import html
-import io
 
 import numpy as np
 
-from retokviz.provenance import Status
+from retokviz.trace.record import Status
 from retokviz.views import palette
 
 # The view picture is enlarged (whole pixels, nearest neighbour) to about this many pixels on its longer side.
@@ -18,17 +17,6 @@ DISPLAY_PIXELS = 384
 def display_scale(height: int, width: int) -> int:
     """The whole-number enlargement that brings an image closest to DISPLAY_PIXELS (at least 1)."""
     return max(1, round(DISPLAY_PIXELS / max(height, width)))
-
-
-def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:
-    """[H, W, 3] uint8 -> PNG bytes, enlarged `scale` times (nearest neighbour), fast compression."""
-    from PIL import Image
-
-    if scale > 1:
-        rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def legend_html(view: str) -> str:

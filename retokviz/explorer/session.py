@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from retokviz.explorer.inputs import Gallery
-from retokviz.macs import count_macs
+from retokviz.measure.macs import count_macs
 from retokviz.methods.budget import method_at
-from retokviz.methods.registry import label, method_name, method_names
+from retokviz.methods.registry import method_name, method_names
 from retokviz.patch import UnsupportedModelError, applied, apply, check_model, method_of, remove
-from retokviz.provenance import Trace, record
+from retokviz.trace.record import Trace, record
 from retokviz.views.extract import TraceArrays, extract
 
 # Recorded passes kept; one pass of a bundled model at one image holds a few kilobytes, DeiT-S's about 1 MB.
@@ -222,11 +222,6 @@ class Session:
     def cached(self, model: str, image: int, method: str, keep_rate: float) -> bool:
         """Whether that setting's pass is in the cache."""
         return (model, image, method, rate_key(keep_rate)) in self._runs
-
-
-def method_label(name: str) -> str:
-    """A method or composition name as people read it ("imagepiece+tome" -> "ImagePiece + ToMe")."""
-    return label(name)
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -3,21 +3,24 @@ session's cached passes; the block slider, the view toggle and the patch picker 
 
     ex = rv.explore()                 # see retokviz.explorer.explore
     ex.keep_rate.value = 0.5          # a control set in code acts as if dragged
-    ex.set(method="tome", layer=3)    # several at once (one redraw), checked: bad names list the valid ones
+    ex.set(method="tome", block=3)    # several at once (one redraw), checked: bad names list the valid ones
     ex                                # as a cell's last line: the widget
 """
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from retokviz._util.png import png_bytes
 from retokviz.explorer import panels
-from retokviz.explorer.session import Run, Session, method_label
+from retokviz.explorer.session import Run, Session
+from retokviz.methods.registry import label as method_label
 from retokviz.images import prepare
 from retokviz.views.extract import lineage, to_uint8
 from retokviz.views.raster import VIEWS, lineage_image, view_image
@@ -38,11 +41,21 @@ def _choose(kind: str, value: Any, options: list[tuple[str, Any]]) -> Any:
     raise ValueError(f"unknown {kind} {value!r}; the valid ones are {valid}")
 
 
+def _renamed(block: int | None, layer: int | None) -> int | None:
+    """`block`, or the deprecated `layer` where only it is given."""
+    if layer is None:
+        return block
+    warnings.warn("layer= is now block=", DeprecationWarning, stacklevel=3)
+    if block is not None and block != layer:
+        raise ValueError(f"block={block!r} and its former name layer={layer!r} disagree; give block= alone")
+    return layer
+
+
 class Explorer:
     """An interactive view of one model's token reduction, image by image, block by block.
 
     Controls (ipywidgets, set their `.value` in code or drag them): `checkpoint` (which model), `method`,
-    `keep_rate`, `layer` (with `play` beside it), `view`, `image`, `upload` (a picture of your own),
+    `keep_rate`, `block` (with `play` beside it; `layer` is its former name), `view`, `image`, `upload` (a picture of your own),
     `follow` with `patch_row` / `patch_col` (a patch's lineage).
 
     With a sweep table (`python -m retokviz.sweep`), a "measured" line gives what the table measured for the method
@@ -58,7 +71,7 @@ class Explorer:
     """
 
     def __init__(self, session: Session, *, model: str | None = None, method: str | None = None,
-                 keep_rate: float | None = None, view: str = "status", layer: int | None = None, image: int = 0,
+                 keep_rate: float | None = None, view: str = "status", block: int | None = None, image: int = 0,
                  note: str | None = None, tradeoff: Any = None, tradeoff_source: str = "sweep table") -> None:
         import ipywidgets as w
 
@@ -77,11 +90,11 @@ class Explorer:
         low, high, step = KEEP_RATES
         self.keep_rate = w.FloatSlider(value=DEFAULT_KEEP_RATE, min=low, max=high, step=step, description="keep rate",
                                        readout_format=".2f", style=controls, layout=w.Layout(width="420px"))
-        self.layer = w.IntSlider(value=0, min=0, max=1, description="block", style=controls,
+        self.block = w.IntSlider(value=0, min=0, max=1, description="block", style=controls,
                                  layout=w.Layout(width="340px"))
         self.play = w.Play(value=0, min=0, max=1, step=1, interval=900, description="play through the blocks",
                            layout=w.Layout(width="70px"))
-        w.jslink((self.play, "value"), (self.layer, "value"))
+        w.jslink((self.play, "value"), (self.block, "value"))
         self.view = w.ToggleButtons(options=[(VIEW_LABELS[v], v) for v in VIEWS], value="status",
                                     description="view", style={**controls, "button_width": "auto"})
         self.image = w.Dropdown(options=self._image_options(), value=0, description="image", style=controls,
@@ -120,7 +133,7 @@ class Explorer:
             self.title, self.message,
             w.HBox([
                 w.VBox([self.picture, self.legend], layout=w.Layout(width="auto", margin="0 16px 0 0")),
-                w.VBox([self.checkpoint, self.method, self.keep_rate, w.HBox([self.play, self.layer]), self.view,
+                w.VBox([self.checkpoint, self.method, self.keep_rate, w.HBox([self.play, self.block]), self.view,
                         w.HBox([self.image, self.upload]), w.HBox([self.follow, self.patch_row, self.patch_col]),
                         self.tokens, self.prediction, self.measured, self.lineage]),
             ]),
@@ -128,14 +141,14 @@ class Explorer:
         ])
         self.checkpoint.observe(self._on_model, names="value")
         for control, level in ((self.method, SETTING), (self.keep_rate, SETTING),
-                               (self.image, SETTING), (self.layer, DISPLAY), (self.view, DISPLAY),
+                               (self.image, SETTING), (self.block, DISPLAY), (self.view, DISPLAY),
                                (self.follow, DISPLAY), (self.patch_row, DISPLAY), (self.patch_col, DISPLAY)):
             control.observe(lambda change, level=level: self._changed(level), names="value")
         self.upload.observe(self._on_upload, names="value")
         self._holding += 1   # the first drawing waits for every control to be set
         try:
             self._configure_model(method, keep_rate)
-            self.set(view=view, image=image, **({} if layer is None else {"layer": layer}))
+            self.set(view=view, image=image, **({} if block is None else {"block": block}))
         finally:
             self._holding -= 1
         self._pending = 0
@@ -159,22 +172,30 @@ class Explorer:
         return self.session.models[self.checkpoint.value]
 
     @property
+    def layer(self):
+        """The block slider by its former name (deprecated: use `block`)."""
+        warnings.warn("Explorer.layer is now Explorer.block", DeprecationWarning, stacklevel=2)
+        return self.block
+
+    @property
     def patch(self) -> tuple[int, int] | None:
         """The patch followed, (row, col), or None."""
         return (self.patch_row.value, self.patch_col.value) if self.follow.value else None
 
     def set(self, *, model: str | None = None, method: str | None = None, keep_rate: float | None = None,
-            layer: int | None = None, view: str | None = None, image: int | None = None,
-            patch: tuple[int, int] | None | str = "keep") -> "Explorer":
+            block: int | None = None, view: str | None = None, image: int | None = None,
+            patch: tuple[int, int] | None | str = "keep", layer: int | None = None) -> "Explorer":
         """Set several controls at once, checked (one redraw). Names may be values ("tome") or labels ("ToMe").
 
         Args:
             patch: (row, col) to follow a patch, None to stop following, or left out.
+            layer: the former name of `block` (deprecated).
 
         Raises:
             ValueError: an unknown model, method or view (the message lists the valid ones); a keep rate, block,
                 image or patch out of range.
         """
+        block = _renamed(block, layer)
         with self._hold():
             if model is not None:
                 self.checkpoint.value = _choose("model", model, [(n, n) for n in self.checkpoint.options])
@@ -187,8 +208,8 @@ class Explorer:
                 self.keep_rate.value = float(keep_rate)
             if view is not None:
                 self.view.value = _choose("view", view, list(self.view.options))
-            if layer is not None:
-                self.layer.value = _in_range("block", layer, self.layer.max)
+            if block is not None:
+                self.block.value = _in_range("block", block, self.block.max)
             if image is not None:
                 self.image.value = _in_range("image", image, len(self.session.gallery) - 1)
             if patch is None:
@@ -293,15 +314,15 @@ class Explorer:
         network = session.models[name]
         depth = len(network.blocks)
         rows, cols = network.patch_embed.grid_size
-        self.layer.max = self.play.max = depth - 1
+        self.block.max = self.play.max = depth - 1
         self.patch_row.max, self.patch_col.max = rows - 1, cols - 1
-        if self.layer.value == 0 and self._run is None:
-            self.layer.value = depth - 1
+        if self.block.value == 0 and self._run is None:
+            self.block.value = depth - 1
 
     def _draw(self, level: int) -> None:
         run = self._run
         arrays = run.arrays
-        block, view, patch = self.layer.value, self.view.value, self.patch
+        block, view, patch = self.block.value, self.view.value, self.patch
         note = ""
         try:
             if patch is not None:
@@ -311,7 +332,7 @@ class Explorer:
         except ValueError as error:   # e.g. attention of ToMe, or "removed" without a mask
             rgb, legend = to_uint8(arrays.picture), ""
             note = f'<div style="color:#c92a2a;font-size:12px;line-height:1.4;max-width:380px">{_escape(str(error))}</div>'
-        self.picture.value = panels.png_bytes(rgb, panels.display_scale(*rgb.shape[:2]))
+        self.picture.value = png_bytes(rgb, panels.display_scale(*rgb.shape[:2]), compress_level=1)
         self.legend.value = note + legend
         self.tokens.value = (f'<div style="font-size:12px;line-height:1.4">after block {block}: <b>{arrays.num_tokens[block]}</b> '
                              f'patch tokens of {arrays.num_patches}</div>'

@@ -3,65 +3,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from retokviz.merging import compose_dest
-from retokviz.scoring import AttentionView
-
-
-@dataclass(frozen=True)
-class Regroup:
-    """How one reduction step maps the patch tokens it received onto the patch tokens it leaves.
-
-    Prefix tokens are never part of a regroup: they pass through unchanged.
-
-    Attributes:
-        dest: [B, T_in] LongTensor, for each incoming patch token the index (0-based among the outgoing
-            patch tokens) of the token that now carries it, or -1 if it was discarded.
-        num_out: T_out, the number of outgoing patch tokens.
-        fused_slot: where the step's EViT fused token is among the outgoing tokens: an int when it is at one
-            index in every image, a [B] LongTensor when it differs between images (-1 for an image without
-            one), or None if the step made none. `fused_index()` gives it per image either way.
-        similarity: [B, R] float32, for a merging step, the cosine similarity (in the matching's metric) of each
-            of the R pairs it merged; None for steps that merge nothing.
-    """
-
-    dest: Tensor
-    num_out: int
-    fused_slot: int | Tensor | None = None
-    similarity: Tensor | None = None
-
-    def fused_index(self) -> Tensor:
-        """[B] LongTensor: the outgoing index of each image's fused token, -1 where an image has none."""
-        batch = self.dest.shape[0]
-        if self.fused_slot is None:
-            return torch.full((batch,), -1, dtype=torch.long, device=self.dest.device)
-        if isinstance(self.fused_slot, Tensor):
-            return self.fused_slot
-        return torch.full((batch,), int(self.fused_slot), dtype=torch.long, device=self.dest.device)
-
-    def then(self, later: "Regroup") -> "Regroup":
-        """This step followed by `later` (a step on this step's output), as one step.
-
-        Each image is followed on its own, so an image's result never depends on the rest of the batch: this
-        step's fused token stays the fused token where the later step kept it alone and made none of its own.
-        """
-        dest = compose_dest(self.dest, later.dest)
-        fused = later.fused_index()                                                    # [B]
-        if self.fused_slot is not None:
-            mine = self.fused_index()                                                  # [B]
-            moved = later.dest.gather(1, mine.clamp(min=0)[:, None])[:, 0]             # [B]
-            alone = (later.dest == moved[:, None]).sum(dim=1) == 1
-            survives = (mine >= 0) & (moved >= 0) & alone & (fused < 0)
-            fused = torch.where(survives, moved, fused)
-        fused_slot = None if bool((fused < 0).all()) else fused
-        similarities = [s for s in (self.similarity, later.similarity) if s is not None]
-        similarity = torch.cat(similarities, dim=1) if similarities else None
-        return Regroup(dest, later.num_out, fused_slot, similarity)
+from retokviz._util.checks import check_flag as flag
+from retokviz._util.checks import fraction
+from retokviz.ops.class_attention import AttentionView
+from retokviz.ops.regroup import Regroup
 
 
 @dataclass(frozen=True)
@@ -92,22 +44,12 @@ def ceil_share(rate: float, num_tokens: int) -> int:
 
 def check_rate(owner: str, name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
     """Validate a fraction field (a keep rate, a share of tokens); returns it as a float."""
-    low = "[0" if allow_zero else "(0"
-    high = "1]" if allow_one else "1)"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}.{name} must be a number in {low}, {high}, got {value!r}")
-    rate = float(value)
-    inside = (0.0 <= rate if allow_zero else 0.0 < rate) and (rate <= 1.0 if allow_one else rate < 1.0)
-    if not inside:  # also rejects NaN
-        raise ValueError(f"{owner}.{name} must be in {low}, {high}, got {value!r}")
-    return rate
+    return fraction(f"{owner}.{name}", value, allow_zero=allow_zero, allow_one=allow_one)
 
 
 def check_flag(owner: str, name: str, value: object) -> bool:
     """Validate a boolean field."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}.{name} must be True or False, got {value!r}")
-    return value
+    return flag(f"{owner}.{name}", value, TypeError)
 
 
 def keep_and_fuse(
@@ -228,3 +170,7 @@ class Method:
             the new tokens, their sizes, and the Regroup if `track`.
         """
         raise NotImplementedError
+
+
+# One method, or several composed in order (a tuple, or any sequence as rv.apply takes them).
+Methods = Method | Sequence[Method]

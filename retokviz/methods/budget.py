@@ -21,13 +21,12 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from retokviz.methods.base import Method, check_rate
+from retokviz.methods.base import Method, Methods, check_rate
 from retokviz.methods.compose import as_tuple, compose, token_counts, tome_for_budget
 from retokviz.methods.evit import EViT
 from retokviz.methods.registry import members, method_class
 from retokviz.methods.tome import ToMe
 
-Methods = Method | tuple[Method, ...]
 
 # A composition made from names merges this share of the patches per block with ToMe.
 COMPOSED_TOME_SHARE = 0.04

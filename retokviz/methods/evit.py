@@ -28,7 +28,7 @@ from retokviz.methods.base import (
     keep_and_fuse,
     resolve_layers,
 )
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ WordPiece grouping characters into meaningful units, at each reduction block ove
 
 1. Importance: the class attention a_i. The K = ceil(keep_rate * T) highest are semantic; the others are the
    non-semantic candidates (the bottom set).
-2. Re-tokenization: bipartite soft matching (ToMe's steps, `retokviz.merging`) among the candidates only, A/B
+2. Re-tokenization: bipartite soft matching (ToMe's steps, `retokviz.ops.merging`) among the candidates only, A/B
    alternating in their current order (the spatial order, unless a ToMe in the same model reordered the
    tokens before); semantic tokens are never merged. Merging is size-weighted.
 3. Re-evaluation: the tokens are scored again against the class query, a piece's key being the size-weighted mean
@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from retokviz.merging import bipartite_matching, compose_dest, head_mean_keys, merge_tokens
+from retokviz.ops.merging import bipartite_matching, compose_dest, head_mean_keys, merge_tokens
 from retokviz.methods.base import (
     Method,
     Reduced,
@@ -55,7 +55,7 @@ from retokviz.methods.base import (
     keep_and_fuse,
     resolve_layers,
 )
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 
 
 @dataclass(frozen=True)

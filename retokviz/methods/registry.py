@@ -5,12 +5,16 @@ sweep and the explorer look methods up in.
     rv.methods.registry.method_names()                 # ("evit", "imagepiece", "tome")
     rv.methods.registry.method_name(rv.ToMe(r=8))      # "tome"; a composition: "imagepiece+tome"
     rv.methods.registry.register(MyMethod, "mine")     # a method of your own, known to all of the above
+    rv.methods.registry.describe(rv.EViT(keep_rate=0.7))   # "EViT(keep_rate=0.7)": how an instance reads
+    rv.methods.registry.label("imagepiece+tome")       # "ImagePiece + ToMe": how a name reads
 
 A composition is named by its members' names joined with "+", in order ("imagepiece+tome").
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from retokviz.methods.base import Method
 from retokviz.methods.evit import EViT
@@ -97,3 +101,58 @@ def method_name(method: Method | Sequence[Method]) -> str:
 def label(name: str) -> str:
     """How a method or composition name is written for people: "imagepiece+tome" -> "ImagePiece + ToMe"."""
     return " + ".join(_LABELS[part] for part in members(name))
+
+
+def describe(method: Method | tuple[Method, ...] | None) -> str:
+    """How a method reads: its class and the fields set away from their defaults, e.g. "EViT(keep_rate=0.7)".
+
+    The keep rate (or ToMe's r) is always shown; a composition joins its members with " + "; None is "untouched".
+    """
+    if method is None:
+        return "untouched"
+    if not isinstance(method, Method):
+        return " + ".join(describe(member) for member in method)
+    if not dataclasses.is_dataclass(method):
+        return type(method).__name__
+    shown = []
+    for field in dataclasses.fields(method):
+        if not field.init:
+            continue
+        value = getattr(method, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.name in ("keep_rate", "r") or value != default:
+            shown.append(f"{field.name}={value!r}")
+    return f"{type(method).__name__}({', '.join(shown)})"
+
+
+def method_spec(method: Method | Sequence[Method] | None) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """A method as JSON-able data: {"name": class name, field: value, ...} over the fields its constructor takes
+    (tuples become lists); a composition (a sequence of methods) as a list of those."""
+    if method is None:
+        return None
+    if not isinstance(method, Method):
+        return [method_spec(member) for member in method]
+    fields = {field.name: getattr(method, field.name) for field in dataclasses.fields(method) if field.init}
+    return {"name": type(method).__name__,
+            **{key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}}
+
+
+def build_method(spec: dict[str, Any] | list[dict[str, Any]] | None) -> Method | tuple[Method, ...] | None:
+    """The method (or composition, as a tuple) `method_spec` described, its class looked up in the method
+    registry (`retokviz.methods.registry.method_class`, which takes class names such as "EViT").
+
+    Raises:
+        ValueError: a name is not a registered method (the message lists them), or the fields don't fit its class.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return tuple(build_method(member) for member in spec)
+    if not isinstance(spec, dict):
+        raise ValueError(f"a method is described as {{'name': class name, field: value, ...}}, got {spec!r}")
+    fields = dict(spec)
+    cls = method_class(fields.pop("name", None))
+    try:
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"method {spec} doesn't fit {cls.__name__}: {error}") from error

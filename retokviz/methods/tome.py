@@ -57,9 +57,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from retokviz.merging import bipartite_matching, head_mean_keys, merge_tokens
+from retokviz.ops.merging import bipartite_matching, head_mean_keys, merge_tokens
 from retokviz.methods.base import Method, Reduced, Regroup, ceil_share, check_rate
-from retokviz.scoring import AttentionView
+from retokviz.ops.class_attention import AttentionView
 
 ORDERS = ("official", "spatial")
 

@@ -1,7 +1,7 @@
 """The keep-rate trade-off sweep: models x methods x keep rates x batch sizes x dtypes, one CSV row each.
 
-    from retokviz.sweep import sweep
-    result = sweep(out="sweep.csv", checkpoints=["small-baseline"], methods=["evit", "tome"],
+    import retokviz as rv
+    result = rv.sweep(out="sweep.csv", checkpoints=["small-baseline"], methods=["evit", "tome"],
                    keep_rates=[1.0, 0.7, 0.5], batch_sizes=[16], quick=True)
     result.rows                      # the table, typed; `read_table("sweep.csv")` reads it back
 
@@ -39,6 +39,8 @@ stopped, and a file holding another sweep's rows is refused (see `retokviz.sweep
 """
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 
 from retokviz.sweep.config import DTYPES, SweepConfig, field_names
@@ -80,6 +82,16 @@ def sweep(config: SweepConfig | None = None, /, *, on_row: Callable[[dict], None
         raise ValueError(f"give a SweepConfig or keyword settings, not both (got {sorted(settings)})")
     return execute(prepare(config), on_row=on_row, progress=progress)
 
+
+class _CallableModule(types.ModuleType):
+    """`rv.sweep(...)` runs a sweep, and `rv.sweep` is still this package (`rv.sweep.read_table`, `python -m
+    retokviz.sweep`): one name, one object, nothing hidden."""
+
+    def __call__(self, config: SweepConfig | None = None, /, **kwargs) -> SweepResult:
+        return sweep(config, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["COLUMNS", "DTYPES", "KEY", "NoiseWarning", "Plan", "SweepConfig", "SweepResult", "TableError", "execute",
            "prepare", "read_table", "sweep"]

@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from retokviz.checkpoints import CheckpointError
+from retokviz.models.checkpoints import CheckpointError
 from retokviz.patch import UnsupportedModelError
 from retokviz.sweep.config import DEFAULTS, DTYPES, QUICK, SweepConfig, check_writable
 from retokviz.sweep.noise import NoiseWarning

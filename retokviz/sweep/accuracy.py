@@ -11,7 +11,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from retokviz.data import image_folder, make_clutter
+from retokviz.data.clutter import make_clutter
+from retokviz.measure.metrics import correct_in
+from retokviz.data.folders import image_folder
 from retokviz.sweep.config import SweepConfig
 from retokviz.sweep.models import CHECKPOINT, Source
 
@@ -63,10 +65,6 @@ def test_set(source: Source, config: SweepConfig, img_size: int) -> TestSet | No
 
 def top1(forward: Callable[[Tensor], Tensor], data: TestSet, device: torch.device, dtype: torch.dtype) -> float:
     """The share of `data` whose top-scoring class is its label, the images cast to `device` and `dtype`."""
-    correct = total = 0
     with torch.inference_mode():
-        for images, labels in data.batches():
-            predicted = forward(images.to(device, dtype, non_blocking=True)).argmax(-1).cpu()
-            correct += int((predicted == labels).sum())
-            total += len(labels)
-    return correct / total
+        hits = correct_in(forward, data.batches(), device, dtype)
+    return int(hits.sum()) / len(hits)

@@ -18,7 +18,9 @@ from pathlib import Path
 import timm
 import torch
 
-from retokviz.checkpoints import resolve_checkpoint
+from retokviz._util.checks import check_flag, int_at_least
+from retokviz._util.device import resolve_device
+from retokviz.models.checkpoints import resolve_checkpoint
 from retokviz.methods.registry import members, method_names
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,20 +89,20 @@ class SweepConfig:
                              "(checkpoints=, --checkpoint)")
         set_("methods", _methods(self.methods))
         set_("keep_rates", _keep_rates(self.keep_rates))
-        set_("batch_sizes", _unique("batch_sizes", [_int("batch size", value, 1) for value in _seq(self.batch_sizes)]))
+        set_("batch_sizes", _unique("batch_sizes", [int_at_least("batch size", value, 1) for value in _seq(self.batch_sizes)]))
         set_("dtypes", _dtypes(self.dtypes))
-        set_("device", _device(self.device))
+        set_("device", str(resolve_device(self.device)))
         if self.img_size is not None:
-            set_("img_size", _int("img_size", self.img_size, 1))
+            set_("img_size", int_at_least("img_size", self.img_size, 1))
         for name in ("pretrained", "compile", "fused_attention", "quick"):
-            _flag(name, getattr(self, name))
-        set_("seed", _int("seed", self.seed, 0))
+            check_flag(name, getattr(self, name))
+        set_("seed", int_at_least("seed", self.seed, 0))
         mode = QUICK if self.quick else DEFAULTS
         for name, low in (("warmup", 0), ("iters", 1), ("rounds", 1)):
             value = getattr(self, name)
-            set_(name, mode[name] if value is None else _int(name, value, low))
+            set_(name, mode[name] if value is None else int_at_least(name, value, low))
         if self.test_size is not None:
-            set_("test_size", _int("test_size", self.test_size, 1))
+            set_("test_size", int_at_least("test_size", self.test_size, 1))
         if self.data is not None:
             set_("data", _data_folder(self.data))
             if self.models and not self.pretrained:
@@ -152,17 +154,6 @@ def _unique(name: str, values: list) -> tuple:
         if value in values[:index]:
             raise ValueError(f"{name}: {value!r} is given more than once in {values}; give each once")
     return tuple(values)
-
-
-def _int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _path(name: str, value: object) -> Path:
@@ -219,27 +210,6 @@ def _dtypes(value: object) -> tuple[str, ...]:
         if name not in DTYPES:
             raise ValueError(f"unknown dtype {name!r}; the dtypes are {', '.join(DTYPES)}")
     return _unique("dtypes", names)
-
-
-def _device(value: object) -> str:
-    """The device to run on, resolved ("auto" -> "cuda" or "cpu") and checked to be present here."""
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {value!r}: CUDA is not available here; use device='cpu' (--device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {value!r}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {value!r}: MPS is not available here; use device='cpu'")
-    elif device.type != "cpu":
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
-    return str(device)
 
 
 def _data_folder(value: object) -> Path:

@@ -12,11 +12,11 @@ import timm
 import torch
 from torch import nn
 
-from retokviz.checkpoints import build_model, checkpoints, load_checkpoint, resolve_checkpoint
+from retokviz.models.checkpoints import build_model, checkpoints, load_checkpoint, resolve_checkpoint
 from retokviz.methods.registry import members, method_class
 from retokviz.patch import check_model, method_of, remove
 from retokviz.sweep.config import SweepConfig
-from retokviz.bench import describe_device
+from retokviz._util.device import describe_device
 
 CHECKPOINT, TIMM = "checkpoint", "timm"
 

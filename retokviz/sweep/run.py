@@ -22,13 +22,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from retokviz.macs import input_channels
-from retokviz.patch import applied, apply
+from retokviz.patch import applied, apply, input_channels
 from retokviz.sweep import noise
 from retokviz.sweep.accuracy import TestSet, test_set, top1
 from retokviz.sweep.attention import attention_kernel, fused_attention
 from retokviz.sweep.config import DTYPES, UNTOUCHED, SweepConfig
-from retokviz.sweep.configurations import Configuration, configurations, macs_and_tokens
+from retokviz.sweep.grid import Configuration, configurations, macs_and_tokens
 from retokviz.sweep.models import Source, build, check_supported, conditions, sources
 from retokviz.sweep.table import Table, format_value, parse_row, read_table
 from retokviz.sweep.timing import Runner, Timing, time_interleaved
@@ -127,7 +126,7 @@ class _Measurer:
                            dtype=DTYPES[self.dtype])
 
     def eager(self, config: Configuration):
-        return nullcontext(self.working) if config.reduction is None else applied(self.working, config.reduction)
+        return applied(self.working, config.reduction)
 
     def runner(self, config: Configuration) -> Runner:
         if config not in self._runners:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from retokviz._util.device import synchronize
+
 # A configuration to time: entering it gives the forward function (the model with its method applied), leaving
 # it puts the model back as it was.
 Runner = Callable[[], AbstractContextManager[Callable[[torch.Tensor], object]]]
@@ -43,14 +45,6 @@ class Timing:
     def spread(self) -> float:
         """(slowest round - fastest round) / median round: the run's own noise, as a share."""
         return (max(self.seconds) - min(self.seconds)) / self.median
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device to finish its queued work (nothing to wait for on a CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def time_interleaved(runners: Sequence[Runner], inputs: torch.Tensor, *, warmup: int, iters: int, rounds: int,

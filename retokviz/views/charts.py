@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from retokviz.provenance import Status
-from retokviz.render import method_colour
+from retokviz.trace.record import Status
+from retokviz.views.palette import method_colour
 from retokviz.views import raster
 from retokviz.views.extract import TraceArrays, check_block
-from retokviz.views.static import _short, token_series
+from retokviz.views.static import token_series
 
 
 def _plotly():
@@ -77,8 +77,7 @@ def tokens_figure(items, title: str = "patch tokens leaving each block"):
     figure = go.Figure()
     for order, (label, counts) in enumerate(token_series(items)):
         figure.add_trace(go.Scatter(x=list(range(len(counts))), y=[int(c) for c in counts], name=label,
-                                    mode="lines+markers", line=dict(color=_css(method_colour(
-                                        _short(label), order)))))
+                                    mode="lines+markers", line=dict(color=_css(method_colour(label, order)))))
     figure.update_layout(title=title, xaxis_title="block", yaxis_title="patch tokens", yaxis_rangemode="tozero",
                          margin=dict(l=50, r=10, t=40, b=40), legend=dict(font=dict(size=10)))
     return figure

@@ -12,18 +12,17 @@ A TraceArrays is frozen and cheap to keep: a 12-block DeiT trace of one 224-pixe
 """
 from __future__ import annotations
 
-import base64
-import dataclasses
-import io
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from retokviz.data import denormalize
-from retokviz.methods.base import Method
-from retokviz.provenance import Status, Trace
+from retokviz._util.png import png_data_url
+from retokviz.images import denormalize
+from retokviz.methods.registry import describe as describe_method
+from retokviz.trace.read import let_go_statuses
+from retokviz.trace.record import Status, Trace
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +44,7 @@ class TraceArrays:
         num_tokens: [L] int32, the patch tokens leaving each block.
         reduction_blocks: the blocks that changed the tokens (made a reduction).
         method: how the method reads, e.g. "EViT(keep_rate=0.7)", or "untouched".
+        let_go: the rv.Status values that count as "let go of" under the method (trace.read.let_go_statuses).
     """
 
     picture: np.ndarray
@@ -58,6 +58,7 @@ class TraceArrays:
     num_tokens: np.ndarray
     reduction_blocks: tuple[int, ...]
     method: str
+    let_go: tuple[int, ...]
 
     @property
     def num_blocks(self) -> int:
@@ -102,6 +103,7 @@ class TraceArrays:
             "num_tokens": self.num_tokens.tolist(),
             "reduction_blocks": list(self.reduction_blocks),
             "method": self.method,
+            "let_go": list(self.let_go),
         }
 
 
@@ -115,37 +117,6 @@ def _nan_to_none(values: np.ndarray) -> list:
 def to_uint8(picture: np.ndarray) -> np.ndarray:
     """[H, W, 3] float in 0..1 -> the same as uint8 in 0..255."""
     return (np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def png_data_url(image: np.ndarray) -> str:
-    """[H, W, 3] uint8 -> "data:image/png;base64,...", for an <img> or a plotly layout image."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def describe_method(method: Method | tuple[Method, ...] | None) -> str:
-    """How a method reads: its class and the fields set away from their defaults, e.g. "EViT(keep_rate=0.7)".
-
-    The keep rate (or ToMe's r) is always shown; a composition joins its members with " + "; None is "untouched".
-    """
-    if method is None:
-        return "untouched"
-    if not isinstance(method, Method):
-        return " + ".join(describe_method(member) for member in method)
-    if not dataclasses.is_dataclass(method):
-        return type(method).__name__
-    shown = []
-    for field in dataclasses.fields(method):
-        if not field.init:
-            continue
-        value = getattr(method, field.name)
-        default = field.default if field.default is not dataclasses.MISSING else None
-        if field.name in ("keep_rate", "r") or value != default:
-            shown.append(f"{field.name}={value!r}")
-    return f"{type(method).__name__}({', '.join(shown)})"
 
 
 def _as_picture(picture: np.ndarray | torch.Tensor, image: int) -> np.ndarray:
@@ -256,6 +227,7 @@ def extract(trace: Trace, picture: np.ndarray | torch.Tensor, mask: np.ndarray |
         num_tokens=np.array([layer.num_tokens for layer in layers], dtype=np.int32),
         reduction_blocks=_reduction_blocks(trace, image),
         method=describe_method(trace.method),
+        let_go=tuple(int(status) for status in let_go_statuses(trace.method)),
     )
 
 

@@ -10,10 +10,8 @@ arrays the lineage and the chart are drawn from; plotly.js is inlined, so the pa
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retokviz._util.png import png_data_url
 from retokviz.views import palette
 from retokviz.views.extract import TraceArrays
 from retokviz.views.raster import VIEWS, view_image
@@ -50,15 +49,6 @@ class Setting:
     top: tuple[tuple[str, float], ...]
     macs: int
     measured: str = ""
-
-
-def png_url(rgb: np.ndarray) -> str:
-    """[H, W, 3] uint8 -> a "data:image/png;base64,..." URL."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG", compress_level=6)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def usable_views(arrays: TraceArrays, views: Sequence[str] = VIEWS) -> list[str]:
@@ -94,7 +84,7 @@ def payload(settings: Sequence[Setting], views: Sequence[str], *, title: str,
         key = hashlib.blake2b(rgb.tobytes(), digest_size=16).digest()
         if key not in known:
             known[key] = len(images)
-            images.append(png_url(rgb))
+            images.append(png_data_url(rgb))
         return known[key]
 
     items = []

@@ -1,4 +1,4 @@
-"""The one palette of every retokviz view: how kept, merged, fused and dropped patches look, the colours of
+"""The one palette of every retokviz view and chart: the colour of each method, how kept, merged, fused and dropped patches look, the colours of
 pieces, class attention, removed patches and the object's outline, and the legend labels.
 
 It is built to read on dark and light images alike:
@@ -21,7 +21,8 @@ import functools
 
 import numpy as np
 
-from retokviz.provenance import Status
+from retokviz.methods.registry import members
+from retokviz.trace.record import Status
 
 
 def hex_to_rgb(colour: str) -> tuple[float, float, float]:
@@ -166,3 +167,24 @@ def to_payload() -> dict:
                            for label, colour, hatched in legend(view)]
                     for view in ("status", "pieces", "attention", "removed", "lineage")},
     }
+
+
+# One colour per method (registry name) in every chart; other methods take the spare colours in turn.
+METHOD_COLOURS = {"evit": "tab:blue", "imagepiece": "tab:orange", "tome": "tab:green", "imagepiece+tome": "tab:purple"}
+SPARE_COLOURS = ("tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def method_key(label: str) -> str | None:
+    """The registry name a method label starts with: "evit", "EViT", "EViT(keep_rate=0.7) + ToMe(r=8)" ->
+    "evit+tome", "ImagePiece, trained" -> "imagepiece"; None where it names no registered method."""
+    parts = [part.split("(")[0].split(",")[0].strip() for part in str(label).replace(" + ", "+").split("+")]
+    try:
+        return "+".join(members("+".join(parts)))
+    except ValueError:
+        return None
+
+
+def method_colour(name: str, order: int = 0) -> str:
+    """The colour of a method by registry name or label ("evit", "EViT", "ImagePiece + ToMe", "EViT(keep_rate=0.7)",
+    "ToMe, trained"); a method without one of its own gets spare colour number `order` (cycled)."""
+    return METHOD_COLOURS.get(method_key(name) or name, SPARE_COLOURS[order % len(SPARE_COLOURS)])

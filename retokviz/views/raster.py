@@ -15,8 +15,10 @@ Colours and looks come from retokviz.views.palette. Where the arrays hold a mask
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from retokviz.provenance import Status
+from retokviz.trace.read import is_let_go, patch_mask
+from retokviz.trace.record import Status
 from retokviz.views import palette
 from retokviz.views.extract import TraceArrays, check_block, patch_position, to_uint8
 
@@ -251,24 +253,14 @@ def attention_image(arrays: TraceArrays, block: int, outline: bool = True) -> np
     return _finish(out, arrays, outline)
 
 
-def let_go_statuses(arrays: TraceArrays) -> tuple[Status, ...]:
-    """The statuses that count as "let go of": dropped or fused, or for ToMe alone (which discards nothing) merged,
-    as rv.metrics.background_removed counts them."""
-    members = [member.strip() for member in arrays.method.split(" + ")]
-    if members and all(member.startswith("ToMe(") for member in members):
-        return (Status.MERGED,)
-    return (Status.DROPPED, Status.FUSED)
-
-
 def removed_patches(arrays: TraceArrays, block: int) -> np.ndarray:
-    """[rows, cols] bool: the patches let go of at any block up to `block` (see let_go_statuses)."""
+    """[rows, cols] bool: the patches let go of at any block up to `block` (see trace.read.let_go_statuses)."""
     block = check_block(arrays, block)
-    statuses = np.array([int(status) for status in let_go_statuses(arrays)])
-    return np.isin(arrays.status[: block + 1], statuses).any(axis=0)
+    return is_let_go(arrays.status[: block + 1], arrays.let_go).any(axis=0)
 
 
 def object_patches(arrays: TraceArrays) -> np.ndarray:
-    """[rows, cols] bool: the patches with any object pixel.
+    """[rows, cols] bool: the patches with any object pixel (trace.read.patch_mask).
 
     Raises:
         ValueError: the arrays hold no mask.
@@ -276,9 +268,7 @@ def object_patches(arrays: TraceArrays) -> np.ndarray:
     if arrays.mask is None:
         raise ValueError("this view needs the object's mask: pass mask= to extract (e.g. masks[i] from "
                          "rv.data.make_clutter)")
-    rows, cols = arrays.grid
-    height, width = arrays.patch_size
-    return arrays.mask.reshape(rows, height, cols, width).any(axis=(1, 3))
+    return patch_mask(torch.from_numpy(arrays.mask[None]), arrays.patch_size[0])[0].numpy()
 
 
 def removed_counts(arrays: TraceArrays, block: int) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """Static figures of traces and of the robustness measurements, as matplotlib figures: they show themselves in
-Jupyter (retokviz.render.Figure) and save as PNG or SVG with `figure.savefig("name.svg")`. No pyplot, no global
+Jupyter (retokviz.views.figure.Figure) and save as PNG or SVG with `figure.savefig("name.svg")`. No pyplot, no global
 matplotlib state is touched.
 
     arrays = extract(trace, images[0], mask=masks[0])
@@ -11,7 +11,7 @@ matplotlib state is touched.
     plot_tokens([evit_arrays, tome_arrays])     # tokens per block, several methods on one axis
     plot_methods([evit_arrays, tome_arrays])    # methods side by side at one token budget
 
-    from retokviz import robustness
+    from retokviz.measure import robustness
     plot_background_removed(robustness.background_by_keep_rate(model, images, masks))
     plot_let_go_by_reason(rv.analysis.let_go_by_reason(model, images, masks))
     plot_masking_effect(robustness.masking_effect(model, images, labels, masks, counts=(1, 2, 4)))
@@ -27,8 +27,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.patches import Patch as LegendPatch
 
-from retokviz.provenance import Status
-from retokviz.render import Figure, method_colour
+from retokviz.trace.record import Status
+from retokviz.views.figure import Figure
+from retokviz.methods.registry import label as method_label
+from retokviz.views.palette import method_colour
 from retokviz.views import palette, raster
 from retokviz.views.extract import TraceArrays, check_block, patch_position
 
@@ -65,11 +67,6 @@ def _legend(figure: Figure, view: str, ncol: int = 5) -> None:
 
 def _layout(figure: Figure, bottom: float = 0.14) -> None:
     figure.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=bottom, wspace=0.04)
-
-
-def _short(method: str) -> str:
-    """"EViT(keep_rate=0.7) + ToMe(r=8)" -> "EViT+ToMe", for retokviz.render.method_colour."""
-    return "+".join(member.split("(")[0] for member in method.split(" + "))
 
 
 def plot_view(arrays: TraceArrays, view: str = "status", blocks: Sequence[int] | None = None,
@@ -234,7 +231,7 @@ def plot_tokens(items, title: str = "patch tokens leaving each block") -> Figure
     ax = figure.subplots()
     for order, (label, counts) in enumerate(_token_series(items)):
         ax.plot(np.arange(len(counts)), counts, marker="o", markersize=3, label=label,
-                color=method_colour(_short(label), order))
+                color=method_colour(label, order))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("block")
     ax.set_ylabel("patch tokens")
@@ -269,19 +266,25 @@ def plot_methods(items: Sequence[TraceArrays] | Mapping[str, TraceArrays], view:
 
 # --- robustness -------------------------------------------------------------------------------------------
 
+def _series_name(method: str) -> str:
+    """A method's description as a series name: "EViT(keep_rate=0.7)" -> "EViT" (its registry label)."""
+    key = palette.method_key(method)
+    return method if key is None else method_label(key)
+
+
 def plot_background_removed(results: Sequence) -> Figure:
     """The background share of the patches let go of, against the keep rate (reversed: less kept to the right),
     one line per method, with a random choice's share.
 
     Args:
-        results: retokviz.robustness.background_by_keep_rate's list (keep_rate, method, removed, background,
+        results: retokviz.measure.robustness.background_by_keep_rate's list (keep_rate, method, removed, background,
             random), of one method or several (concatenated lists).
     """
     if not results:
         raise ValueError("results is empty: give background_by_keep_rate's list")
     series: dict[str, list] = {}
     for result in results:
-        series.setdefault(_short(result.method), []).append(result)
+        series.setdefault(_series_name(result.method), []).append(result)
     figure = Figure(figsize=(4.6, 3.1))
     ax = figure.subplots()
     for order, (name, rows) in enumerate(series.items()):
@@ -364,7 +367,7 @@ def plot_masking_effect(effect) -> Figure:
     """Accuracy against the number of patches masked on the object and on the background.
 
     Args:
-        effect: retokviz.robustness.masking_effect's result.
+        effect: retokviz.measure.robustness.masking_effect's result.
     """
     figure = Figure(figsize=(4.4, 3.0))
     ax = figure.subplots()
@@ -382,12 +385,12 @@ def plot_masked_accuracy(result) -> Figure:
     """Accuracy against the number of randomly masked patches, one line per method.
 
     Args:
-        result: retokviz.robustness.masked_accuracy's result.
+        result: retokviz.measure.robustness.masked_accuracy's result.
     """
     figure = Figure(figsize=(4.4, 3.0))
     ax = figure.subplots()
     for order, (label, accuracy) in enumerate(result.accuracy.items()):
         ax.plot(result.counts, [100 * a for a in accuracy], marker="o", label=label,
-                color=method_colour(_short(label), order))
+                color=method_colour(label, order))
     return _accuracy_against_masked(figure, ax, f"patches masked per image ({result.where})",
                                     f"accuracy under random masking ({result.images} images)")

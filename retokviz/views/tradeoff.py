@@ -22,7 +22,8 @@ from typing import Any
 from matplotlib.colors import to_hex
 
 from retokviz.methods.registry import label
-from retokviz.render import Figure, method_colour
+from retokviz.views.figure import Figure
+from retokviz.views.palette import method_colour
 from retokviz.sweep.config import UNTOUCHED
 from retokviz.sweep.table import COLUMNS, INTS, parse_row, read_table
 

@@ -1,4 +1,0 @@
-"""python -m retokviz.train --help"""
-from retokviz.train.cli import main
-
-main()

@@ -1,0 +1,4 @@
+"""python -m retokviz.training --help"""
+from retokviz.training.cli import main
+
+main()
