@@ -33,7 +33,7 @@ from retokviz.methods.budget import method_at
 from retokviz.methods.compose import token_counts
 from retokviz.measure.intervals import bootstrap, paired_difference, share
 from retokviz.measure.metrics import correct, let_go_counts
-from retokviz._util.files import check_output_files
+from retokviz._util.files import check_output_files, figure_format
 from retokviz.views.figure import Figure
 from retokviz.views.palette import method_colour
 
@@ -236,6 +236,11 @@ def main(argv: list[str] | None = None) -> dict:
         rates = check_rates(args.rates)
     except ValueError as error:
         parser.error(f"--rates: {error}")
+    if args.plot is not None:
+        try:
+            figure_format(args.plot, "--plot")
+        except ValueError as error:
+            parser.error(str(error))
     check_output_files(parser, json=args.json, plot=args.plot)     # before any model runs
     result = evaluate(args.test_size, args.seed, rates, args.checkpoints, progress=True, checkpoint_set=args.set)
     print(format_tables(result))

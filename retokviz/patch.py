@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
-from types import MethodType
+from functools import partial
 from typing import Any
 
 from timm.layers import Attention
@@ -87,6 +87,15 @@ class ReductionState:
             copy.__dict__[key] = deepcopy(value, memo) if key == "handles" else value
         copy.recorder, copy.sizes = None, None
         return copy
+
+    def __getstate__(self) -> dict:
+        """What a pickled (or torch.save'd) patched model keeps: everything but a recording or a pass under way.
+
+        The hooks themselves travel with the model's modules (they are bound methods of the blocks and of this
+        state, and a module-level function), and the handles with them, so the loaded model is patched alike."""
+        state = dict(self.__dict__)
+        state["recorder"], state["sizes"], state["input_size"] = None, None, None
+        return state
 
 
 class ReducingBlock(Block):
@@ -253,7 +262,8 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     state.image_size = getattr(model.patch_embed, "img_size", None)
     state.handles.append(model.register_forward_pre_hook(_check_images))
     state.handles.append(model.patch_embed.register_forward_pre_hook(state.see_images))
-    model.forward_intermediates = MethodType(_forward_intermediates, model)   # an instance attribute: see below
+    # An instance attribute (see below); a partial, not a bound method, so that the patched model pickles.
+    model.forward_intermediates = partial(_forward_intermediates, model)
     model._retokviz = state
     return model
 
@@ -280,9 +290,16 @@ def expected_images(model: nn.Module) -> str:
 
 
 def _check_images(model: nn.Module, args: tuple) -> None:
-    """Forward pre-hook on a patched model: refuse images of the wrong rank, channels or size, saying what fits."""
+    """Forward pre-hook on a patched model: refuse images of the wrong rank, channels, size or dtype (integer pixels,
+    e.g. uint8 0..255), saying what fits."""
     if not args or not isinstance(args[0], Tensor):
         return
+    if not args[0].is_floating_point():
+        raise ValueError(
+            f"{model_name(model)} takes float images normalised as in training, got a {args[0].dtype} tensor: "
+            "convert with rv.images.prepare(image, model), or with images.float() / 255 and then "
+            "rv.images.normalize(...)"
+        )
     channels, exact, multiple = _image_rule(model)
     shape = tuple(args[0].shape)
     fits = len(shape) == 4 and shape[1] == channels

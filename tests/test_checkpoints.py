@@ -279,3 +279,60 @@ def test_a_loaded_checkpoint_names_the_normalisation_it_was_trained_with():
     tensor, _ = prepare((picture * 255).round().astype(np.uint8), model)
     expected = rv.data.normalize(torch.from_numpy((picture * 255).round() / 255).permute(2, 0, 1).float())
     assert torch.allclose(tensor[0], expected, atol=1e-5)
+
+
+def data_offset(path: Path) -> int:
+    """Where a safetensors file's tensor bytes begin: after the 8-byte header length and the JSON header."""
+    return 8 + int.from_bytes(path.read_bytes()[:8], "little")
+
+
+@pytest.mark.parametrize("position", [0, 0.5, -1])
+def test_a_flipped_bit_in_the_weights_is_refused_naming_the_file(tmp_path, position):
+    path = tmp_path / "flipped.safetensors"
+    export_checkpoint(rv.apply(tiny_vit(depth=2), rv.EViT(keep_rate=0.7)), path, recipe=RECIPE)
+    load_checkpoint(path)   # whole, it loads
+    data = bytearray(path.read_bytes())
+    start = data_offset(path)
+    index = {0: start, 0.5: (start + len(data)) // 2, -1: len(data) - 1}[position]
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+    for read in (lambda: load_checkpoint(path), lambda: rv.models.checkpoints.checkpoint_weights(path)):
+        with pytest.raises(CheckpointError, match=rf"{path}: its weights changed after export"):
+            read()
+    assert checkpoints(tmp_path)[0].accuracy == RECIPE["test_acc"]   # the header alone still lists
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
+    model = tiny_vit(depth=2)
+    path = tmp_path / "nan.safetensors"
+    with torch.no_grad():
+        model.blocks[1].mlp.fc1.weight[3, 5] = value
+    with pytest.raises(ValueError, match=r"blocks\.1\.mlp\.fc1\.weight holds NaN or infinite"):
+        export_checkpoint(model, path, recipe=RECIPE)
+    assert not path.exists()
+    # A file with such weights and a digest that matches them (written by hand, or by an older exporter)
+    export_checkpoint(tiny_vit(depth=2), path, recipe=RECIPE)
+    with safetensors.safe_open(path, framework="pt") as file:
+        header = json.loads(file.metadata()["retokviz"])
+    tensors = safetensors.torch.load_file(path)
+    tensors["blocks.1.mlp.fc1.weight"][3, 5] = value
+    header["weights_sha256"] = rv.models.checkpoints.weights_digest(tensors)
+    safetensors.torch.save_file(tensors, path, metadata={"retokviz": json.dumps(header)})
+    for read in (lambda: load_checkpoint(path), lambda: rv.models.checkpoints.checkpoint_weights(path)):
+        with pytest.raises(CheckpointError, match=rf"{path}: its weight blocks\.1\.mlp\.fc1\.weight holds NaN"):
+            read()
+
+
+def test_a_checkpoint_without_a_digest_still_loads_unchecked(tmp_path):
+    path = tmp_path / "legacy.safetensors"
+    model = rv.apply(tiny_vit(depth=2), rv.ToMe(r=2))
+    export_checkpoint(model, path, recipe=RECIPE)
+    header_with(path, weights_sha256=None)   # as written before the digest existed
+    with safetensors.safe_open(path, framework="pt") as file:
+        assert "weights_sha256" not in json.loads(file.metadata()["retokviz"])
+    assert_same_model(load_checkpoint(path), model)
+    for info in checkpoints():   # the bundled files: no digest, and they load unchanged
+        with safetensors.safe_open(info.path, framework="pt") as file:
+            assert "weights_sha256" not in json.loads(file.metadata()["retokviz"])
+        assert rv.method_of(load_checkpoint(info.name)) is not None or info.method is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import re
 import subprocess
 import sys
 
@@ -299,3 +300,32 @@ def test_a_tradeoff_table_is_checked_before_anything_is_drawn(tmp_path):
     assert explore(num_images=1, tradeoff=None).tradeoff is None
     given = explore(model, images, method="evit", keep_rate=0.7, tradeoff=rv.bundled.sweep_table("showcase"))
     assert "EViT at keep 0.7" in given.measured.value and "showcase-baseline" in given.measured.value
+
+
+CONTROLS = ("checkpoint", "method", "keep_rate", "block", "view", "image", "follow", "patch_row", "patch_col")
+
+
+@pytest.mark.parametrize("arguments, named", [
+    ({"method": "tome", "view": "bogus"}, "'bogus'"),
+    ({"model": "showcase-tome", "keep_rate": True}, "True"),
+    ({"keep_rate": True}, "True"),
+    ({"keep_rate": "0.5"}, "'0.5'"),
+    ({"keep_rate": float("nan")}, "nan"),
+    ({"method": "imagepiece", "keep_rate": 0.05}, "0.05"),
+    ({"method": "tome", "block": True}, "True"),
+    ({"model": "showcase-evit-0.7", "block": 99}, "99"),
+    ({"view": "pieces", "image": 1.0}, "1.0"),
+    ({"keep_rate": 0.3, "image": -1}, "-1"),
+    ({"method": "evit", "patch": (0, 99)}, "99"),
+    ({"block": 0, "patch": (True, 0)}, "True"),
+    ({"view": "pieces", "patch": "3, 4"}, "'3, 4'"),
+    ({"model": "showcase-tome", "method": "dynamicvit"}, "'dynamicvit'"),
+], ids=repr)
+def test_a_refused_set_changes_no_control_and_names_the_bad_value(ex, arguments, named):
+    ex.set(model="showcase-baseline", method="evit", keep_rate=0.7, view="status", block=1, image=0, patch=(1, 2))
+    before = {name: getattr(ex, name).value for name in CONTROLS}
+    picture, title = bytes(ex.picture.value), ex.title.value
+    with pytest.raises(ValueError, match=re.escape(named)):
+        ex.set(**arguments)
+    assert {name: getattr(ex, name).value for name in CONTROLS} == before
+    assert bytes(ex.picture.value) == picture and ex.title.value == title

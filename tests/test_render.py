@@ -47,8 +47,8 @@ def test_prepare_crops_normalises_and_accepts_arrays_images_and_paths(tmp_path):
     from_path, _ = prepare(tmp_path / "a.png", model)
     from_float, _ = prepare(array / 255.0, model)
     assert torch.allclose(from_path, tensor) and torch.allclose(from_float, tensor)
-    with pytest.raises(ValueError, match=r"\[H, W, 3\].*got shape \(8, 8\)"):
-        prepare(np.zeros((8, 8)), model)
+    with pytest.raises(ValueError, match=r"\[H, W, 3\].*got shape \(8, 8, 2\)"):
+        prepare(np.zeros((8, 8, 2)), model)
 
 
 @pytest.fixture

@@ -174,3 +174,57 @@ def test_background_removed_does_not_depend_on_the_batch_size():
     one = rv.metrics.background_removed(model, images, masks, batch_size=1)
     all_at_once = rv.metrics.background_removed(model, images, masks, batch_size=32)
     assert one == all_at_once and one.removed > 0.2
+
+
+@pytest.mark.parametrize("method", [rv.EViT(keep_rate=0.7), rv.ImagePiece(0.7), rv.ToMe(r=2),
+                                    [rv.ImagePiece(0.7), rv.ToMe(r=2)]], ids=repr)
+def test_a_patched_model_pickles_and_round_trips_through_torch_save(method, tmp_path):
+    import pickle
+
+    model = rv.apply(tiny_vit(), method)
+    images = images_for(model)
+    expected = run(model, images)
+    hooks = hook_count(model)
+    with rv.record(model):   # saved while recording: the copy is not being recorded
+        torch.save(model, tmp_path / "model.pt")
+    for twin in (torch.load(tmp_path / "model.pt", weights_only=False), pickle.loads(pickle.dumps(model))):
+        assert rv.method_of(twin) == rv.method_of(model) and twin._retokviz.recorder is None
+        assert hook_count(twin) == hooks
+        assert torch.equal(run(twin, images), expected)
+        with rv.record(twin) as trace, torch.no_grad():
+            twin(images)
+        assert len(trace.layers) == 4
+        rv.remove(twin)   # removes the copy's hooks, not the original's
+        assert hook_count(twin) == 0 and "forward_intermediates" not in twin.__dict__
+        assert type(twin.blocks[0]) is not type(model.blocks[0])
+        assert torch.equal(run(twin, images), run(tiny_vit(), images))
+    assert hook_count(model) == hooks and torch.equal(run(model, images), expected)
+
+
+def test_integer_images_are_refused_saying_how_to_convert():
+    model = rv.apply(tiny_vit(), rv.EViT(0.5))
+    pixels = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"torch.uint8.*rv.images.prepare.*\.float\(\)"):
+        model(pixels)
+
+
+@pytest.mark.parametrize("make, named", [(lambda: torch.nn.Linear(2, 2), "Linear"),
+                                         (lambda: __import__("timm").create_model("resnet18", pretrained=False),
+                                          r"resnet18 \(ResNet\)")], ids=["linear", "resnet18"])
+def test_count_macs_refuses_a_model_that_is_not_a_vit_naming_it(make, named):
+    model = make()
+    with pytest.raises(rv.UnsupportedModelError, match=rf"{named} is not one"):
+        rv.count_macs(model)
+    assert hook_count(model) == 0
+
+
+def test_the_training_command_refuses_heads_that_do_not_divide_the_width_before_any_work(tmp_path, capsys,
+                                                                                           monkeypatch):
+    from retokviz.training import cli
+
+    monkeypatch.setattr(cli, "make_plan", lambda args: pytest.fail("the options were not checked first"))
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--embed-dim", "50", "--num-heads", "3", "--out", str(tmp_path / "run")])
+    assert exit.value.code == 2
+    assert "embed_dim 50 is not divisible by num_heads 3" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -3,6 +3,7 @@ the start instead), and every file written atomically (the old content or the co
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 from collections.abc import Callable
@@ -50,32 +51,82 @@ def check_output_files(parser, **paths: Path | None) -> None:
             parser.error(str(error))
 
 
+def figure_format(path: str | os.PathLike, what: str) -> str:
+    """The image format a figure file's extension names ("png", "svg", "pdf", ...), for `savefig(file, format=)`.
+    `what` names the file in the message (an option).
+
+    Raises:
+        ValueError: no extension, or one matplotlib can't write; the message lists those it can.
+    """
+    from matplotlib.figure import Figure   # imported here: only where a figure file is asked for
+
+    supported = Figure().canvas.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    if suffix not in supported:
+        found = f"its extension .{suffix} is not an image format matplotlib writes" if suffix else "it has no extension"
+        listed = ", ".join(f".{name}" for name in sorted(supported))
+        raise ValueError(f"{what} {path}: {found}; give one of {listed}")
+    return suffix
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Write a file so that `path` holds its old content or the complete new one, never a part of it.
 
     `write` fills a temporary file `.NAME.<pid>.tmp` in the same directory, which is flushed to disk and then renamed
     over `path` (a rename within one file system is atomic). If anything fails, the temporary file is removed; one
     left by a killed process is removed by the next write of `path` (`remove_stale_temporaries`).
+
+    Raises:
+        OSError: the file system refused (full disk, a file-size limit, no permission...): the error names `path`
+            and keeps its errno (and so its subclass), also where `write` turned it into another exception (as
+            torch.save does, into a RuntimeError); `path` keeps its old content. Anything else `write` raises.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    file = None
     try:
-        with open(temporary, "wb") as file:
+        with _NotingWriter(io.FileIO(temporary, "wb")) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        raise
+        cause = error if isinstance(error, OSError) else getattr(file, "noted", None)
+        other_file = getattr(cause, "filename", None) not in (None, str(temporary), temporary)
+        if cause is None or cause.errno is None or other_file:   # not this file's: `write` read another, say
+            raise
+        raise OSError(cause.errno, f"{cause.strerror}: could not write the file, which is left as it was",
+                      str(path)) from error
     if os.name == "posix":  # make the rename itself durable, not just the file's bytes
         directory = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+class _NotingWriter(io.BufferedWriter):
+    """The buffered binary file `open(..., "wb")` gives, which also keeps the first OSError of a write or flush
+    (`noted`), so that a caller that turns it into another exception can't hide it."""
+
+    noted: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            self.noted = self.noted or error
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as error:
+            self.noted = self.noted or error
+            raise
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:

@@ -19,10 +19,10 @@ def display_scale(height: int, width: int) -> int:
     return max(1, round(DISPLAY_PIXELS / max(height, width)))
 
 
-def legend_html(view: str) -> str:
-    """A one-line legend of `view` (palette.legend): a swatch and a label per entry."""
+def legend_html(view: str, present: set[str] | None = None) -> str:
+    """A legend of `view` (palette.legend, only what `present` names): a swatch and a label per entry, wrapping."""
     entries = []
-    for label, colour, hatched in palette.legend(view):
+    for label, colour, hatched in palette.legend(view, present):
         fill = (f"repeating-linear-gradient(45deg,{colour} 0 3px,#fff 3px 5px)" if hatched else colour)
         entries.append(f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;'
                        f'width:11px;height:11px;border:1px solid #888;background:{fill};vertical-align:-1px">'

@@ -9,6 +9,7 @@ session's cached passes; the block slider, the view toggle and the patch picker 
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import warnings
 from contextlib import contextmanager
@@ -21,9 +22,9 @@ from retokviz._util.png import png_bytes
 from retokviz.explorer import panels
 from retokviz.explorer.session import Run, Session
 from retokviz.methods.registry import label as method_label
-from retokviz.images import prepare
+from retokviz.images import load_image, prepare
 from retokviz.views.extract import lineage, to_uint8
-from retokviz.views.raster import VIEWS, lineage_image, view_image
+from retokviz.views.raster import VIEWS, legend_keys, lineage_image, view_image
 
 KEEP_RATES = (0.1, 1.0, 0.05)                    # the slider's min, max, step
 VIEW_LABELS = {"status": "status", "pieces": "pieces", "attention": "attention", "removed": "removed background"}
@@ -192,32 +193,52 @@ class Explorer:
             layer: the former name of `block` (deprecated).
 
         Raises:
-            ValueError: an unknown model, method or view (the message lists the valid ones); a keep rate, block,
-                image or patch out of range.
+            ValueError: an unknown model, method or view (the message lists the valid ones); a keep rate that is
+                not a number in the slider's range (a bool is not one); a block, image or patch that is not an int
+                in range. Every argument is checked, against the model it names (its methods, blocks and patch
+                grid), before any control changes: a refused call leaves every control as it was.
         """
         block = _renamed(block, layer)
+        # Check everything first, against the model that will be shown, and only then change controls.
+        target = self.checkpoint.value if model is None else _choose(
+            "model", model, [(n, n) for n in self.checkpoint.options])
+        network = self.session.models[target]
+        if method is not None:
+            method = _choose("method", method, [(method_label(m), m) for m in self.session.methods_for(target)])
+        if keep_rate is not None:
+            low, high, _ = KEEP_RATES
+            if isinstance(keep_rate, (bool, np.bool_)) or not isinstance(keep_rate, numbers.Real) \
+                    or not low <= float(keep_rate) <= high:
+                raise ValueError(f"keep_rate must be a number in {low}..{high}, got {keep_rate!r}")
+            keep_rate = float(keep_rate)
+        if view is not None:
+            view = _choose("view", view, list(self.view.options))
+        if block is not None:
+            block = _in_range("block", block, len(network.blocks) - 1)
+        if image is not None:
+            image = _in_range("image", image, len(self.session.gallery) - 1)
+        if patch is not None and not (isinstance(patch, str) and patch == "keep"):
+            if isinstance(patch, str) or not isinstance(patch, (tuple, list)) or len(patch) != 2:
+                raise ValueError(f"patch must be (row, col), None or left out, got {patch!r}")
+            rows, cols = network.patch_embed.grid_size
+            patch = (_in_range("patch row", patch[0], rows - 1), _in_range("patch col", patch[1], cols - 1))
         with self._hold():
             if model is not None:
-                self.checkpoint.value = _choose("model", model, [(n, n) for n in self.checkpoint.options])
+                self.checkpoint.value = target
             if method is not None:
-                self.method.value = _choose("method", method, list(self.method.options))
+                self.method.value = method
             if keep_rate is not None:
-                low, high, _ = KEEP_RATES
-                if not low <= float(keep_rate) <= high:
-                    raise ValueError(f"keep_rate must be in {low}..{high}, got {keep_rate!r}")
-                self.keep_rate.value = float(keep_rate)
+                self.keep_rate.value = keep_rate
             if view is not None:
-                self.view.value = _choose("view", view, list(self.view.options))
+                self.view.value = view
             if block is not None:
-                self.block.value = _in_range("block", block, self.block.max)
+                self.block.value = block
             if image is not None:
-                self.image.value = _in_range("image", image, len(self.session.gallery) - 1)
+                self.image.value = image
             if patch is None:
                 self.follow.value = False
             elif patch != "keep":
-                row, col = patch
-                self.patch_row.value = _in_range("patch row", row, self.patch_row.max)
-                self.patch_col.value = _in_range("patch col", col, self.patch_col.max)
+                self.patch_row.value, self.patch_col.value = patch
                 self.follow.value = True
         return self
 
@@ -250,8 +271,9 @@ class Explorer:
         truth = None if entry.label is None else self.session.label(model, entry.label)
         settings = [html.Setting(rate, run.arrays, run.prediction.top, run.macs, self._measured_html(rate))
                     for rate, run in zip(rates, runs)]
+        start = {"view": self.view.value, "block": self.block.value, "keep_rate": self.keep_rate.value}
         return html.save_html(path, settings, title=f"{model} · {method_label(method)} · {entry.name}",
-                              untouched=untouched.top, untouched_macs=untouched_macs, truth=truth)
+                              untouched=untouched.top, untouched_macs=untouched_macs, truth=truth, start=start)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -326,9 +348,11 @@ class Explorer:
         note = ""
         try:
             if patch is not None:
-                rgb, legend = lineage_image(arrays, block, patch), panels.legend_html("lineage")
+                rgb = lineage_image(arrays, block, patch)
+                legend = panels.legend_html("lineage", legend_keys(arrays, "status", block))
             else:
-                rgb, legend = view_image(arrays, view, block), panels.legend_html(view)
+                rgb = view_image(arrays, view, block)
+                legend = panels.legend_html(view, legend_keys(arrays, view, block))
         except ValueError as error:   # e.g. attention of ToMe, or "removed" without a mask
             rgb, legend = to_uint8(arrays.picture), ""
             note = f'<div style="color:#c92a2a;font-size:12px;line-height:1.4;max-width:380px">{_escape(str(error))}</div>'
@@ -384,16 +408,27 @@ class Explorer:
         return [(f"{index}: {entry.name}", index) for index, entry in enumerate(self.session.gallery.entries)]
 
     def _on_upload(self, change: dict) -> None:
-        from PIL import Image, UnidentifiedImageError
-
-        for item in change["new"] or ():
-            name = item.get("name", "your picture")
+        """An uploaded picture, read (load_image) and shown; one that can't be read is said in `message`, never
+        raised (an ipywidgets callback's exception reaches no one), and leaves every other control as it was.
+        The upload's value is cleared afterwards, so that its counter doesn't stay at 1."""
+        if getattr(self, "_clearing_upload", False) or not change["new"]:
+            return                                       # the clearing below, observed
+        try:
+            for item in change["new"]:
+                name = str(item.get("name", "your picture"))
+                try:
+                    picture = load_image(io.BytesIO(bytes(item["content"])), name=name)
+                    self.add_image(picture, name)
+                except (OSError, ValueError) as error:       # corrupt, not an image, too large, unsupported
+                    self.message.value = _note_html(f"could not read {name}: {error}")
+                except Exception as error:                   # noqa: BLE001 - anything else, said, not lost
+                    self.message.value = _note_html(f"could not read {name}: {type(error).__name__}: {error}")
+        finally:
+            self._clearing_upload = True
             try:
-                self.add_image(Image.open(io.BytesIO(bytes(item["content"]))), name)
-            except UnidentifiedImageError:
-                self.message.value = _note_html(f"could not read {name}: not a picture file PIL can open")
-            except (OSError, ValueError) as error:
-                self.message.value = _note_html(f"could not read {name}: {error}")
+                self.upload.value = ()
+            finally:
+                self._clearing_upload = False
 
 
 def _in_range(kind: str, value: Any, last: int) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 from timm.layers import Attention
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from retokviz.patch import input_channels
+from retokviz.patch import UnsupportedModelError, input_channels, model_name
 
 
 def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None) -> int:
@@ -24,7 +25,16 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] | None = None
 
     Returns:
         the number of multiply-accumulates for one image.
+
+    Raises:
+        UnsupportedModelError: `model` is not a timm VisionTransformer (before anything runs).
+        ValueError: a bad image size.
     """
+    if not isinstance(model, VisionTransformer):
+        raise UnsupportedModelError(
+            f"count_macs counts timm VisionTransformer models (DeiT, ViT, DeiT-III, DINOv2, CLIP ViTs), with or "
+            f"without a method applied; {model_name(model)} is not one"
+        )
     if image_size is None:
         image_size = getattr(model.patch_embed, "img_size", None)
         if image_size is None:

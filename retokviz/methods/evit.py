@@ -18,16 +18,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from retokviz.methods.base import (
-    Method,
-    Reduced,
-    ceil_share,
-    check_flag,
-    check_layers,
-    check_rate,
-    keep_and_fuse,
-    resolve_layers,
-)
+from retokviz.methods.base import (Method, Reduced, ceil_share, check_flag, check_layers, check_rate, keep_and_fuse,
+                                   resolve_layers)
 from retokviz.ops.class_attention import AttentionView
 
 

@@ -45,16 +45,8 @@ import torch
 from torch import Tensor
 
 from retokviz.ops.merging import bipartite_matching, compose_dest, head_mean_keys, merge_tokens
-from retokviz.methods.base import (
-    Method,
-    Reduced,
-    ceil_share,
-    check_flag,
-    check_layers,
-    check_rate,
-    keep_and_fuse,
-    resolve_layers,
-)
+from retokviz.methods.base import (Method, Reduced, ceil_share, check_flag, check_layers, check_rate, keep_and_fuse,
+                                   resolve_layers)
 from retokviz.ops.class_attention import AttentionView
 
 

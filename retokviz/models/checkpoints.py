@@ -10,15 +10,22 @@ A file holds the model's state dict (float32) and, in its header, one JSON entry
      "model": {"name": "vit_tiny_patch16_224", "kwargs": {"num_classes": 10, "img_size": 128, ...}},
      "coherence_stem": false,
      "method": {"name": "EViT", "keep_rate": 0.7, "layers": null, "fuse": true},     (or null)
-     "recipe": {"command": "python -m retokviz.training ...", "seed": 0, "test_acc": 0.93, ...}}
+     "recipe": {"command": "python -m retokviz.training ...", "seed": 0, "test_acc": 0.93, ...},
+     "weights_sha256": "9f86d0..."}
 
 Loading reads JSON and tensors only (no pickle, no eval): the model is built by `timm.create_model`, the method is
 looked up by name in the method registry (`retokviz.methods.registry`). A header of a format this retokviz doesn't
-read (`READABLE_FORMATS`) is refused. Files are written atomically (`write_atomically`), so a killed export never
+read (`READABLE_FORMATS`) is refused. Whatever reads the tensors (`load_checkpoint`, `checkpoint_weights`) checks
+them against the header's `weights_sha256` (`weights_digest`: names, dtypes, shapes and bytes), so weights changed
+after export (a flipped bit, an edit) are refused rather than reported with the accuracy the header recorded for
+others; NaN or infinite weights are refused too. Files exported before the digest existed (the bundled `data/`
+files among them) have none: they load as before, unchecked. `checkpoints()` reads headers only and checks nothing
+about the weights. Files are written atomically (`write_atomically`), so a killed export never
 leaves half a file; bundled files stay under `MAX_BYTES` so that the repository stays small.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -43,6 +50,7 @@ METADATA_KEY = "retokviz"
 FORMAT = 1                  # the header format written
 READABLE_FORMATS = (1,)     # the header formats read
 MAX_BYTES = 12_000_000
+DIGEST_KEY = "weights_sha256"   # the header entry holding `weights_digest` of the tensors (absent in older files)
 
 
 class CheckpointError(ValueError):
@@ -101,6 +109,25 @@ def build_model(name: str, kwargs: dict[str, Any], coherence_stem: bool) -> nn.M
     return model
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """The SHA-256 hex digest of a checkpoint's tensors: each name, dtype, shape and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        described = json.dumps([name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape)]).encode()
+        digest.update(len(described).to_bytes(8, "little") + described)
+        data = tensor.reshape(-1).view(torch.uint8).numpy()
+        digest.update(data.nbytes.to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor (sorted) holding a NaN or an infinity, or None."""
+    return next((name for name in sorted(tensors) if tensors[name].is_floating_point()
+                 and not bool(torch.isfinite(tensors[name]).all())), None)
+
+
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
@@ -130,7 +157,8 @@ def export_checkpoint(
         the written file's CheckpointInfo.
 
     Raises:
-        ValueError: the name is unknown, the kwargs don't rebuild this model, or the file would exceed max_bytes.
+        ValueError: the name is unknown, the kwargs don't rebuild this model, a weight holds NaN or infinity, or the
+            file would exceed max_bytes.
     """
     from retokviz.models.stem import has_coherence_stem
 
@@ -151,6 +179,11 @@ def export_checkpoint(
               "method": method_spec(method_of(model)), "recipe": recipe}
     tensors = {key: (value.float() if value.is_floating_point() else value).detach().cpu().contiguous()
                for key, value in model.state_dict().items()}
+    bad = _non_finite(tensors)
+    if bad is not None:
+        raise ValueError(f"{bad} holds NaN or infinite values; a checkpoint of such weights could not be loaded, "
+                         f"so {path.name} is not written")
+    header[DIGEST_KEY] = weights_digest(tensors)
     data = safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(header)})
     if len(data) > max_bytes:
         raise ValueError(f"{path.name} would be {len(data):,} bytes, over the limit of {max_bytes:,} bytes "
@@ -177,7 +210,25 @@ def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, tor
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path} has corrupt retokviz metadata ({error}): {text[:200]!r}") from error
     _check_header(path, header, text)
+    if with_tensors:
+        _check_weights(path, header, tensors)
     return header, tensors
+
+
+def _check_weights(path: Path, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Raise CheckpointError if the tensors differ from those exported (the header's digest) or aren't finite.
+    A header without a digest (a file exported before it existed) leaves the weights unchecked but for that."""
+    expected = header.get(DIGEST_KEY)
+    if expected is not None:
+        actual = weights_digest(tensors)
+        if actual != expected:
+            raise CheckpointError(f"{path}: its weights changed after export (their SHA-256 digest is {actual}, its "
+                                  f"header recorded {expected!r}), so they are not the weights the header (model, "
+                                  "recorded accuracy) describes; restore the file or re-export it")
+    bad = _non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"{path}: its weight {bad} holds NaN or infinite values; restore the file or "
+                              "re-export it")
 
 
 def _check_header(path: Path, header: object, text: str) -> None:
@@ -258,10 +309,12 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, directory: str | os.Path
 def checkpoint_weights(name_or_path: str | os.PathLike, *,
                        directory: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """A checkpoint's weights by parameter name, as stored; no model is built (the trainer's --init reads them).
+    They are checked against the header's digest; a file exported before the digest existed loads unchecked.
 
     Raises:
         FileNotFoundError: unknown name (the message lists the available ones) or missing file.
-        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format.
+        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format, its weights
+            changed after export, or a weight holds NaN or infinity.
     """
     return _read(resolve_checkpoint(name_or_path, directory), with_tensors=True)[1]
 
@@ -269,14 +322,18 @@ def checkpoint_weights(name_or_path: str | os.PathLike, *,
 def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.PathLike | None = None) -> nn.Module:
     """The timm model a checkpoint describes: built, weights loaded (strict), method applied, in eval mode, on CPU.
 
+    The weights are checked against the SHA-256 digest the header recorded at export; a file exported before the
+    digest existed (no `weights_sha256` in its header, like the bundled data/ files) loads unchecked, but for NaNs.
+
     Args:
         name_or_path: a name from `checkpoints()` (looked up in `directory`, default data/), or a file path.
         directory: where names are looked up.
 
     Raises:
         FileNotFoundError: unknown name (the message lists the available ones) or missing file.
-        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format, or its metadata
-            describes a model, method or weights that can't be built (each message names the file).
+        CheckpointError: the file is corrupt or truncated, lacks metadata or has an unknown format, its weights
+            changed after export or hold NaN or infinity, or its metadata describes a model, method or weights that
+            can't be built (each message names the file).
     """
     path = resolve_checkpoint(name_or_path, directory)
     header, tensors = _read(path, with_tensors=True)

@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from retokviz._util.files import figure_format, write_atomically
 from retokviz.models.checkpoints import CheckpointError
 from retokviz.patch import UnsupportedModelError
 from retokviz.sweep.config import DEFAULTS, DTYPES, QUICK, SweepConfig, check_writable
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> SweepResult:
     args = p.parse_args(argv)
     try:
         config = config_from(args)
-        if args.plot is not None:
+        if args.plot is not None:   # an image format matplotlib writes, in a folder that can be written
+            plot_format = figure_format(args.plot, "--plot")
             check_writable(args.plot, "--plot")
         plan = prepare(config)
     except (ValueError, FileNotFoundError, CheckpointError, UnsupportedModelError) as error:
@@ -106,8 +108,8 @@ def main(argv: list[str] | None = None) -> SweepResult:
     if args.plot is not None:
         from retokviz.views.tradeoff import plot_tradeoff
 
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_tradeoff(result.rows).savefig(args.plot)
+        figure = plot_tradeoff(result.rows)
+        write_atomically(args.plot, lambda file: figure.savefig(file, format=plot_format))   # whole, or not at all
         print(f"figure: {args.plot}")
     return result
 

@@ -54,7 +54,9 @@ def format_markdown(rows: Sequence[dict]) -> str:
     first = rows[0]
     conditions = (f"{first['device']}, torch {first['torch']}, timm {first['timm']}, {first['attention']}, "
                   f"{first['warmup']} warm-up + {first['runs']} timed passes x {first['rounds']} rounds, "
-                  f"median round" + ("" if varying else f", batch {first['batch_size']}, {first['dtype']}"))
+                  f"median round" + ("" if varying else f", batch {first['batch_size']}, {first['dtype']}")
+                  + (", spread not measured (it takes 2 rounds or more)"
+                     if isinstance(first["rounds"], int) and first["rounds"] < 2 else ""))
     lines = [f"Conditions: {conditions}.", "",
              "| configuration | tokens leaving the blocks | top-1 | GMACs | img/s | speed-up | MACs ceiling "
              "| of ceiling | batch-1 latency | spread |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -75,8 +77,12 @@ def format_markdown(rows: Sequence[dict]) -> str:
 if __name__ == "__main__":          # python -m retokviz.sweep.report TABLE.csv: the table in Markdown
     import sys
 
-    from retokviz.sweep.table import read_table
+    from retokviz.sweep.table import TableError, read_table
 
     if len(sys.argv) != 2:
         sys.exit("usage: python -m retokviz.sweep.report TABLE.csv")
-    print(format_markdown(read_table(sys.argv[1])))
+    try:
+        table = read_table(sys.argv[1])
+    except (FileNotFoundError, TableError) as error:
+        sys.exit(f"error: {error}")
+    print(format_markdown(table))

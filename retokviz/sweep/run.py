@@ -43,7 +43,7 @@ class Plan:
     sources: list[Source]
     conditions: dict[str, object]
     sweep_id: str
-    table: Table
+    table: Table            # locked for this sweep from `prepare` to the end of `execute`
 
 
 @dataclass
@@ -69,17 +69,23 @@ def prepare(config: SweepConfig) -> Plan:
     """Check what can be checked before any model is built: the table (not another sweep's), and that every model
     can run every method (built on the meta device, without weights).
 
+    The table is locked for this sweep from here to the end of `execute` (see `Table`).
+
     Raises:
-        TableError: `config.out` holds something else than this sweep's rows.
+        TableError: `config.out` holds something else than this sweep's rows, or another sweep is writing it.
         UnsupportedModelError: a model that can't run a method.
     """
     found = conditions(config)
     sweep_id = config.sweep_id({key: found[key] for key in ("device", "torch", "timm")})
     axes = {"model": [source.name for source in sources(config)], "method": (UNTOUCHED, *config.methods),
             "keep_rate": (1.0, *config.keep_rates), "batch_size": config.batch_sizes, "dtype": config.dtypes}
-    table = Table(config.out, sweep_id, found, axes)
-    for source in sources(config):
-        check_supported(source, config)
+    table = Table(config.out, sweep_id, found, axes)      # locked: a second sweep writing it is refused
+    try:
+        for source in sources(config):
+            check_supported(source, config)
+    except BaseException:
+        table.close()
+        raise
     return Plan(config, sources(config), found, sweep_id, table)
 
 
@@ -183,7 +189,8 @@ def _row(plan: Plan, measurer: _Measurer, source: Source, config: Configuration,
         "latency_ms": 1000 * latency[config].median,
         "peak_memory_mb": None if timing.peak_bytes is None else timing.peak_bytes / 2**20,
         "macs": macs, "macs_ceiling": ceiling, "tokens": tokens, "spread": timing.spread,
-        "note": "" if config.reduction is None else noise.note(speedup, ceiling, max(timing.spread, reference.spread)),
+        "note": "" if config.reduction is None else noise.note(speedup, ceiling,
+                                                              noise.larger(timing.spread, reference.spread)),
         "dtype": measurer.dtype, "batch_size": batch, "img_size": _image_size(measurer.working),
         "attention": measurer.attention(config), "data": "" if measurer.data is None else measurer.data.description,
         "sweep_id": plan.sweep_id, **plan.conditions,
@@ -199,6 +206,14 @@ def execute(plan: Plan, on_row: Callable[[dict], None] | None = None, progress: 
             sweep, with every row written so far kept.
         progress: a tqdm progress bar (in notebooks and terminals; none in logs).
     """
+    plan.table.open()       # locked by prepare (and again, re-read, for a plan executed once already)
+    try:
+        return _execute(plan, on_row, progress)
+    finally:
+        plan.table.close()      # the lock released, also on an error or Ctrl-C
+
+
+def _execute(plan: Plan, on_row: Callable[[dict], None] | None, progress: bool) -> SweepResult:
     config = plan.config
     result = SweepResult(plan.table.path)
     keys = [(source.name, method, round(rate, 6), batch, dtype) for source in plan.sources
@@ -210,6 +225,9 @@ def execute(plan: Plan, on_row: Callable[[dict], None] | None = None, progress: 
             _sweep_model(plan, source, bar, result, on_row)
     finally:
         bar.close()
+    unmeasured = noise.rounds_caveat(config.rounds) if result.measured or result.skipped else []
+    result.caveats[:0] = unmeasured
+    noise.warn(unmeasured)
     if config.quick and result.measured:
         result.caveats.insert(0, QUICK_CAVEAT)
         noise.warn([QUICK_CAVEAT])

@@ -42,8 +42,11 @@ class Timing:
         return statistics.median(self.seconds)
 
     @property
-    def spread(self) -> float:
-        """(slowest round - fastest round) / median round: the run's own noise, as a share."""
+    def spread(self) -> float | None:
+        """(slowest round - fastest round) / median round: the run's own noise, as a share; None with fewer than 2
+        rounds, where there is no spread to measure (0.0 would read as a noiseless measurement)."""
+        if len(self.seconds) < 2:
+            return None
         return (max(self.seconds) - min(self.seconds)) / self.median
 
 

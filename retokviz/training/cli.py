@@ -163,6 +163,9 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.embed_dim % args.num_heads:
+        parser.error(f"embed_dim {args.embed_dim} is not divisible by num_heads {args.num_heads} (--embed-dim, "
+                     "--num-heads): each attention head takes embed_dim / num_heads channels")
     if args.data_seed < 0:
         parser.error(f"--data-seed must be >= 0, got {args.data_seed}")
     if args.export is not None and (not args.export or Path(args.export).name != args.export
@@ -283,7 +286,7 @@ def build_model(args: argparse.Namespace, plan: Plan) -> nn.Module:
     torch.manual_seed(args.seed)
     try:
         model = timm.create_model(args.model, pretrained=False, **plan.model_kwargs)
-    except (RuntimeError, TypeError) as error:   # timm: an unknown name, or options the model doesn't take
+    except (RuntimeError, TypeError, AssertionError) as error:   # timm: an unknown name, options it doesn't take
         raise ValueError(f"--model {args.model}: timm can't build it with {plan.model_kwargs}: {error}") from error
     if args.coherence_stem:
         from retokviz.models.stem import use_coherence_stem

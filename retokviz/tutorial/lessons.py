@@ -275,7 +275,7 @@ def plot_candidates(arrays: TraceArrays, keep_rate: float, block: int | None = N
     count_semantic = len(np.unique(received[semantic]))
     count_candidates = len(np.unique(received[candidates]))
     pieces = arrays.pieces[block]
-    figure = Figure(figsize=(PANEL * 3, PANEL + 0.9))
+    figure = Figure(figsize=(PANEL * 3, PANEL + 1.5))
     axes = figure.subplots(1, 3)
     panels = [
         (raster.attention_image(arrays, block), f"class attention at block {block}\n(brighter: more)"),
@@ -287,11 +287,20 @@ def plot_candidates(arrays: TraceArrays, keep_rate: float, block: int | None = N
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
-    handles = [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
-               for label, colour, hatched in palette.legend("pieces")]
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    def handles(entries):
+        return [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
+                for label, colour, hatched in entries]
+
+    # each panel its own legend, listing what it holds: blue means a candidate in the middle, a piece on the right
+    middle = [("semantic token (as it is)", "#ffffff", False), ("candidate (bottom set)", CANDIDATE_HEX, False)]
+    if (received < 0).any():
+        middle.append(("dropped earlier", palette.DROPPED_HEX, True))
+    for ax, entries in ((axes[1], middle),
+                        (axes[2], palette.legend("pieces", raster.legend_keys(arrays, "pieces", block)))):
+        ax.legend(handles=handles(entries), loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=6,
+                  frameon=False, ncol=1)
     figure.suptitle(f"{arrays.method}: candidates become pieces", fontsize=9)
-    figure.subplots_adjust(left=0.01, right=0.99, top=0.76, bottom=0.1, wspace=0.05)
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.24, wspace=0.05)
     return figure
 
 

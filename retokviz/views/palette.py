@@ -122,35 +122,66 @@ def heat_lut() -> np.ndarray:
     return colormaps[HEAT_CMAP](np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
 
 
-def legend(view: str = "status") -> list[tuple[str, str, bool]]:
-    """The legend of a view: [(label, "#rrggbb", hatched), ...].
+def legend(view: str = "status", present: set[str] | None = None) -> list[tuple[str, str, bool]]:
+    """The legend of a view: [(label, "#rrggbb", hatched), ...] (see legend_entries).
 
     Args:
         view: "status", "pieces", "attention", "removed" or "lineage".
+        present: what the figure holds, as keys ("kept", "merged", "fused", "dropped", "pieces", "background",
+            "object"; see `present_in`); None lists every entry. An entry whose key is not present is left out, so
+            a legend never names a colour its figure doesn't use.
     """
-    if view in ("status", "pieces"):
-        entries = [
-            (STATUS_LABELS[Status.KEPT], KEPT_HEX, False),
-            (STATUS_LABELS[Status.MERGED], PIECE_HEX[0], False),
-            (STATUS_LABELS[Status.FUSED], FUSED_HEX, False),
-            (STATUS_LABELS[Status.DROPPED], DROPPED_HEX, True),
-        ]
-        if view == "status":
-            return entries
-        return [("a piece (one colour each, outlined)", PIECE_HEX[0], False), ("another piece", PIECE_HEX[1], False),
-                ("not merged (greyed)", rgb_to_hex((0.6, 0.6, 0.6)), False), entries[2], entries[3]]
-    if view == "attention":
-        return [("low class attention", rgb_to_hex(heat_lut()[0]), False),
-                ("high class attention", rgb_to_hex(heat_lut()[-1]), False),
-                ("dropped before this block", DROPPED_HEX, True)]
-    if view == "removed":
-        return [(REMOVED_LABELS["background"], REMOVED_BACKGROUND_HEX, False),
-                (REMOVED_LABELS["object"], REMOVED_OBJECT_HEX, False),
-                (REMOVED_LABELS["kept"], KEPT_HEX, False)]
-    if view == "lineage":
-        return [("the patch", LINEAGE_PATCH_HEX, False), ("carried by the same token", LINEAGE_HEX, False),
-                ("dropped", DROPPED_HEX, True)]
-    raise ValueError(f"unknown view {view!r}; the views with a legend are status, pieces, attention, removed, lineage")
+    return [entry for key, entry in legend_entries(view) if present is None or key is None or key in present]
+
+
+def legend_entries(view: str) -> list[tuple[str | None, tuple[str, str, bool]]]:
+    """Every entry of a view's legend with the key that decides whether a picture holds it (None: always shown):
+    [(key, (label, "#rrggbb", hatched)), ...]."""
+    if view not in LEGEND_VIEWS:
+        raise ValueError(f"unknown view {view!r}; the views with a legend are {', '.join(LEGEND_VIEWS)}")
+    status = {name: (STATUS_LABELS[getattr(Status, name.upper())], colour, name == "dropped")
+              for name, colour in (("kept", KEPT_HEX), ("merged", PIECE_HEX[0]), ("fused", FUSED_HEX),
+                                   ("dropped", DROPPED_HEX))}
+    keyed = {
+        "status": [(key, entry) for key, entry in status.items()],
+        "pieces": [("pieces", ("a piece (one colour each, outlined)", PIECE_HEX[0], False)),
+                   ("pieces", ("another piece", PIECE_HEX[1], False)),
+                   ("kept", ("not merged (greyed)", rgb_to_hex((0.6, 0.6, 0.6)), False)),
+                   ("fused", status["fused"]), ("dropped", status["dropped"])],
+        "attention": [(None, ("low class attention", rgb_to_hex(heat_lut()[0]), False)),
+                      (None, ("high class attention", rgb_to_hex(heat_lut()[-1]), False)),
+                      ("dropped", ("dropped before this block", DROPPED_HEX, True))],
+        "removed": [("background", (REMOVED_LABELS["background"], REMOVED_BACKGROUND_HEX, False)),
+                    ("object", (REMOVED_LABELS["object"], REMOVED_OBJECT_HEX, False)),
+                    (None, (REMOVED_LABELS["kept"], KEPT_HEX, False))],
+        "lineage": [(None, ("the patch", LINEAGE_PATCH_HEX, False)),
+                    (None, ("carried by the same token", LINEAGE_HEX, False)),
+                    ("dropped", ("dropped", DROPPED_HEX, True))],
+    }[view]
+    return keyed
+
+
+LEGEND_VIEWS = ("status", "pieces", "attention", "removed", "lineage")
+
+
+def present_in(status: np.ndarray, pieces: np.ndarray | None = None, removed: np.ndarray | None = None,
+               on_object: np.ndarray | None = None) -> set[str]:
+    """The legend keys a picture holds, from the arrays it is drawn from.
+
+    Args:
+        status: [..., rows, cols] rv.Status values of the patches shown (one block or several).
+        pieces: the same shape, piece ids (-1 for unmerged); two or more distinct ids give "pieces".
+        removed, on_object: [rows, cols] bool, the patches let go of so far and those touching the object.
+    """
+    keys = {name.lower() for name in Status.__members__ if (status == Status[name]).any()}
+    if pieces is not None and len(np.unique(pieces[pieces >= 0])) >= 1:
+        keys.add("pieces")
+    if removed is not None and on_object is not None:
+        if (removed & ~on_object).any():
+            keys.add("background")
+        if (removed & on_object).any():
+            keys.add("object")
+    return keys
 
 
 def to_payload() -> dict:
@@ -163,9 +194,9 @@ def to_payload() -> dict:
         "removed": {"background": REMOVED_BACKGROUND_HEX, "object": REMOVED_OBJECT_HEX},
         "outline": OUTLINE_HEX,
         "lineage": {"patch": LINEAGE_PATCH_HEX, "shares": LINEAGE_HEX},
-        "legends": {view: [{"label": label, "colour": colour, "hatched": hatched}
-                           for label, colour, hatched in legend(view)]
-                    for view in ("status", "pieces", "attention", "removed", "lineage")},
+        "legends": {view: [{"label": label, "colour": colour, "hatched": hatched, "key": key}
+                           for key, (label, colour, hatched) in legend_entries(view)]
+                    for view in LEGEND_VIEWS},
     }
 
 

@@ -98,14 +98,10 @@ def piece_colours(pieces: np.ndarray) -> np.ndarray:
 
 def group_edges(groups: np.ndarray, width: int) -> np.ndarray:
     """[H, W] int labels -> [H, W] bool, the pixels within `width` pixels inside a label region's border."""
-    edge = np.zeros(groups.shape, dtype=bool)
-    for shift in range(1, width + 1):
-        edge[shift:] |= groups[shift:] != groups[:-shift]
-        edge[:-shift] |= groups[:-shift] != groups[shift:]
-        edge[:, shift:] |= groups[:, shift:] != groups[:, :-shift]
-        edge[:, :-shift] |= groups[:, :-shift] != groups[:, shift:]
-        edge[:shift] = edge[-shift:] = True
-        edge[:, :shift] = edge[:, -shift:] = True
+    edge = _near_boundary(groups, width)
+    if width > 0:
+        edge[:width] = edge[-width:] = True
+        edge[:, :width] = edge[:, -width:] = True
     return edge
 
 
@@ -149,7 +145,8 @@ def draw_outline(out: np.ndarray, mask: np.ndarray | None) -> None:
 
 
 def _near_boundary(mask: np.ndarray, width: int) -> np.ndarray:
-    """[H, W] bool, the pixels within `width` pixels (4-neighbourhood steps along one axis) of a mask change."""
+    """[H, W] bool (or int labels), the pixels within `width` pixels (4-neighbourhood steps along one axis) of a
+    change of value."""
     near = np.zeros(mask.shape, dtype=bool)
     for shift in range(1, width + 1):
         near[shift:] |= mask[shift:] != mask[:-shift]
@@ -304,6 +301,23 @@ def removed_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.n
         out[pixels] = grey[pixels]
         _mix(out, pixels, palette.hex_to_rgb(colour), palette.REMOVED_ALPHA)
     return _finish(out, arrays, outline)
+
+
+def legend_keys(arrays: TraceArrays, view: str, blocks: int | list[int]) -> set[str]:
+    """What the pictures of `view` at `blocks` hold, as palette legend keys (palette.legend's `present`)."""
+    blocks = [check_block(arrays, block) for block in ([blocks] if isinstance(blocks, int) else blocks)]
+    keys = palette.present_in(arrays.status[blocks], arrays.pieces[blocks])
+    if view == "attention":
+        sources = [attention_source(arrays, block) for block in blocks]
+        unscored = [np.isnan(arrays.scores[source]).any() for source in sources if source is not None]
+        keys.discard("dropped")
+        if any(unscored):
+            keys.add("dropped")
+    if view == "removed":
+        last = max(blocks)
+        keys |= palette.present_in(arrays.status[last], removed=removed_patches(arrays, last),
+                                   on_object=object_patches(arrays))
+    return keys
 
 
 def mark_patch(out: np.ndarray, arrays: TraceArrays, block: int, patch: int | tuple[int, int]) -> None:

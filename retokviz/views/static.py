@@ -57,10 +57,11 @@ def _panels(count: int, extra_height: float = 0.5) -> tuple[Figure, list]:
     return figure, axes
 
 
-def _legend(figure: Figure, view: str, ncol: int = 5) -> None:
-    """The palette's legend of `view` along the figure's bottom, in at most `ncol` columns."""
+def _legend(figure: Figure, view: str, ncol: int = 5, present: set[str] | None = None) -> None:
+    """The palette's legend of `view` along the figure's bottom, in at most `ncol` columns, listing only what
+    `present` names (raster.legend_keys; None: every entry)."""
     handles = [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
-               for label, colour, hatched in palette.legend(view)]
+               for label, colour, hatched in palette.legend(view, present)]
     figure.legend(handles=handles, loc="lower center", ncol=max(1, min(len(handles), ncol)), fontsize=7,
                   frameon=False)
 
@@ -83,7 +84,7 @@ def plot_view(arrays: TraceArrays, view: str = "status", blocks: Sequence[int] |
         ax.imshow(raster.view_image(arrays, view, block, patch), interpolation="nearest")
         ax.set_title(f"after block {block}: {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
     figure.suptitle(arrays.method, fontsize=TITLE_SIZE + 1)
-    _legend(figure, view)
+    _legend(figure, view, present=raster.legend_keys(arrays, view, blocks))
     _layout(figure)
     return figure
 
@@ -108,7 +109,7 @@ def plot_pieces(arrays: TraceArrays, blocks: Sequence[int] | None = None, fill: 
         ax.imshow(raster.pieces_image(arrays, block, fill=fill), interpolation="nearest")
         ax.set_title(f"after block {block}: {count} pieces, {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
     figure.suptitle(f"{arrays.method}: pieces", fontsize=TITLE_SIZE + 1)
-    _legend(figure, "pieces")
+    _legend(figure, "pieces", present=raster.legend_keys(arrays, "pieces", blocks))
     _layout(figure, bottom=0.2)
     return figure
 
@@ -168,7 +169,7 @@ def plot_lineage(arrays: TraceArrays, patch: int | tuple[int, int], blocks: Sequ
             title += f", token {token} ({carried} patch{'es' if carried > 1 else ''})"
         ax.set_title(title, fontsize=TITLE_SIZE)
     figure.suptitle(f"{arrays.method}: patch (row {row}, col {col})", fontsize=TITLE_SIZE + 1)
-    _legend(figure, "lineage")
+    _legend(figure, "lineage", present=raster.legend_keys(arrays, "status", blocks))
     _layout(figure)
     return figure
 
@@ -187,7 +188,7 @@ def plot_removed(arrays: TraceArrays, block: int | None = None) -> Figure:
     ax.set_title(f"{arrays.method}\nup to block {block}: {counts['removed']} of {arrays.num_patches} let go of,\n"
                  f"{100 * counts['share']:.0f} % background (random: {100 * counts['random']:.0f} %)",
                  fontsize=TITLE_SIZE - 1)
-    _legend(figure, "removed", ncol=1)
+    _legend(figure, "removed", ncol=1, present=raster.legend_keys(arrays, "removed", block))
     figure.subplots_adjust(left=0.02, right=0.98, top=0.75, bottom=0.22)
     return figure
 
@@ -255,11 +256,13 @@ def plot_methods(items: Sequence[TraceArrays] | Mapping[str, TraceArrays], view:
     if not pairs:
         raise ValueError("give at least one TraceArrays to compare")
     figure, axes = _panels(len(pairs), extra_height=0.7)
+    present: set[str] = set()
     for ax, (label, arrays) in zip(axes, pairs):
         shown = arrays.num_blocks - 1 if block is None else check_block(arrays, block)
         ax.imshow(raster.view_image(arrays, view, shown), interpolation="nearest")
         ax.set_title(f"{label}\nafter block {shown}: {arrays.num_tokens[shown]} tokens", fontsize=TITLE_SIZE - 1)
-    _legend(figure, view)
+        present |= raster.legend_keys(arrays, view, shown)
+    _legend(figure, view, present=present)
     figure.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.16, wspace=0.04)
     return figure
 
