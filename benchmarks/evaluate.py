@@ -1,9 +1,9 @@
 """Accuracy against keep rate, and what each method lets go of, for a bundled set of checkpoints on generated test
 images of a seed no training run used.
 
-    python -m retokviz.evaluate --json results/clutter-accuracy.json      # prints the README's tables
-    python -m retokviz.evaluate --plot results/clutter-accuracy.png       # and draws them
-    python -m retokviz.evaluate --set small                               # the small set instead of the showcase
+    python benchmarks/evaluate.py --json results/clutter-accuracy.json    # prints docs/results.md's tables
+    python benchmarks/evaluate.py --plot results/clutter-accuracy.png     # and draws them
+    python benchmarks/evaluate.py --set small                             # the small set instead of the showcase
 
 Off the shelf: EViT, ImagePiece and ToMe applied to the baseline checkpoint, untrained for it. Trained: each
 method's own checkpoint (trained at keep rate 0.7), evaluated at every keep rate. ToMe has no keep rate: at keep
@@ -38,8 +38,7 @@ from retokviz.views.figure import Figure
 from retokviz.views.palette import method_colour
 
 RATES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
-# The test images are drawn from a seed that no training run and no design choice used.
-SEED = 1001
+SEED = bundled.TEST_SEED      # the test images' seed, which no training run and no design choice used
 CHECKPOINTS = bundled.checkpoints()    # method (as people write it) -> the bundled checkpoint trained with it
 
 
@@ -220,7 +219,7 @@ def format_tables(result: dict, block_rate: float = 0.7) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m retokviz.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/evaluate.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=SEED, help=f"the test images' seed (default {SEED}, which no "
                                                                 "training run used)")
@@ -274,7 +273,7 @@ def plot_evaluation(result: dict) -> Figure:
     shelf. A lift of 0 is what a random choice gives, 1 means only background was let go of.
 
     Args:
-        result: what `retokviz.evaluate.evaluate` returns (or its JSON): "conditions" with "test_images", and
+        result: what `evaluate` returns (or its JSON): "conditions" with "test_images", and
             "rows", the baseline's (method "none") and one per method, setting and keep rate.
     """
     rows = result["rows"]

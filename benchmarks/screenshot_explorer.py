@@ -95,6 +95,37 @@ def check_page(page_path: Path, shot: Path) -> None:
     print(f"page ok: sliders, view toggle, chart, measured line and lineage work offline; screenshot {shot}")
 
 
+def check_geometry_and_click(page, cell, picture) -> None:
+    """The explorer stays still: its controls keep their place whatever view is shown; a click on the picture
+    follows the patch under it, live, and Escape stops following."""
+    controls = {name: cell.locator(".widget-slider", has_text=name).first for name in ("keep rate", "block")}
+    controls["method"] = cell.get_by_role("button", name="EViT", exact=True)
+    controls["picture"] = picture
+
+    def places() -> dict:
+        return {name: tuple(round(v) for v in (locator.bounding_box() or {}).values()) for name, locator in controls.items()}
+
+    before = places()
+    seen = [before]
+    for view in ("pieces", "attention", "removed background", "status"):
+        cell.get_by_role("button", name=view, exact=True).click()
+        time.sleep(1.0)
+        seen.append(places())
+    moved = [(view, name) for view, now in zip(("pieces", "attention", "removed background", "status"), seen[1:])
+             for name in controls if now[name] != before[name]]
+    assert not moved, f"controls moved when the view changed: {moved} ({before} -> {seen[1:]})"
+    follow = cell.get_by_role("checkbox", name="follow a patch")
+    assert not follow.is_checked()
+    box = picture.bounding_box()
+    picture.click(position={"x": box["width"] * 0.3, "y": box["height"] * 0.6})
+    page.wait_for_function("el => el.checked", arg=follow.element_handle(), timeout=15_000)
+    lineage = cell.locator(".widget-html", has_text="block 0").first
+    lineage.wait_for(timeout=15_000)
+    assert controls["keep rate"].bounding_box() and places()["keep rate"] == before["keep rate"]
+    picture.press("Escape")
+    page.wait_for_function("el => !el.checked", arg=follow.element_handle(), timeout=15_000)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -134,6 +165,8 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
         with sync_playwright() as playwright:
             chromium = browser(playwright)
             page = chromium.new_page(viewport={"width": 1500, "height": 1000})
+            console: list[str] = []   # the browser's console, kept for a failure's report
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             url = f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}"
             deadline = time.time() + 60
             while True:
@@ -169,14 +202,31 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
                 button = page.get_by_role("button", name=answer)
                 if button.count():
                     button.first.click()
-            cell = page.locator(".jp-Cell", has=page.locator(".widget-image")).first
-            cell.scroll_into_view_if_needed()
+            # The explorer's cell (JupyterLab draws a cell's widgets when it comes into view; the picture, a widget
+            # of its own, loads its script then).
+            cell = page.locator(".jp-Cell", has=page.locator(".widget-slider", has_text="keep rate")).first
+            try:
+                cell.scroll_into_view_if_needed()
+                cell.locator(".retokviz-picture img").first.wait_for(timeout=30_000)
+            except Exception:
+                cell.screenshot(path=str(shot.with_name("explorer-lab-missing.png")))
+                found = page.evaluate("""() => ({pictures: document.querySelectorAll('.retokviz-picture').length,
+                    errors: [...document.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText)
+                        .filter(t => /rror|not render|Failed/.test(t)).map(t => t.slice(0, 400))})""")
+                broken = page.get_by_text("Click to show javascript error")
+                if broken.count():
+                    broken.first.click()
+                    time.sleep(1)
+                    found["detail"] = page.evaluate(
+                        "() => [...document.querySelectorAll('.jupyter-widgets-error-widget')].map(e => e.innerText)")
+                shot.with_name("explorer-lab-missing.txt").write_text(repr(found) + "\n" + "\n".join(console))
+                raise
             # In the browser, as a reader would: the ImagePiece and status buttons, then the keep-rate slider.
             cell.get_by_role("button", name="ImagePiece", exact=True).click()
             cell.get_by_role("button", name="status", exact=True).click()
             handle = cell.locator(".widget-slider", has_text="keep rate").locator(".noUi-handle").first
             value = cell.locator(".widget-slider", has_text="keep rate").locator(".widget-readout").first
-            picture = cell.locator(".widget-image").first
+            picture = cell.locator(".retokviz-picture img").first
             measured = cell.locator(".widget-html", has_text="the untouched throughput").first
             time.sleep(1.5)                       # the clicks above redraw first
             before, src = value.text_content().strip(), picture.get_attribute("src")
@@ -195,6 +245,7 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
             assert before != value.text_content().strip()
             # The measured line (the sweep table's row for this setting) follows the slider too.
             assert measured.text_content() != measured_before, measured_before
+            check_geometry_and_click(page, cell, picture)
             # The trade-off panel the notebook opened shows its figure; a click on its title closes it.
             panel = cell.locator(".jupyter-widget-Collapse", has_text="measured trade-off").first
             assert "jupyter-widget-Collapse-open" in (panel.get_attribute("class") or ""), "the panel is not open"

@@ -1,4 +1,4 @@
-"""The papers' figures on the project's own data and bundled models, for the README (results/figure-*.png):
+"""The papers' figures on the project's own data and bundled models, for docs/results.md (results/figure-*.png):
 
 1. the patches EViT and ImagePiece let go of are background, across keep rates (against a random choice);
 2. ImagePiece's pieces forming, block by block, on one test image;
@@ -19,7 +19,7 @@ import torch
 
 import retokviz as rv
 from retokviz.models.bundled import SETS
-from retokviz.evaluate import SEED
+from retokviz.models.bundled import TEST_SEED as SEED
 from retokviz.views import extract, static
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@
 
     model = timm.create_model("deit_small_patch16_224")
     rv.apply(model, rv.EViT(keep_rate=0.7))      # patch in place; applying again replaces the method
-    rv.apply(model, rv.ImagePiece(keep_rate=0.7))                    # or rv.ToMe(r=13)
+    rv.apply(model, rv.ImagePiece(keep_rate=0.7))                    # or rv.ToMe(r=13), rv.DynamicViT(0.7)
     rv.apply(model, [rv.ImagePiece(keep_rate=0.7), rv.ToMe(r=8)])    # composed
     with rv.record(model) as trace:              # which original patches are kept, fused, merged or dropped
         logits = model(images)
@@ -18,7 +18,7 @@ from retokviz import data, sweep
 from retokviz._util import VERSION
 from retokviz.measure import analysis, intervals, metrics, robustness
 from retokviz.measure.macs import count_macs
-from retokviz.methods import EViT, ImagePiece, Method, ToMe
+from retokviz.methods import DynamicViT, EViT, ImagePiece, Method, ToMe
 from retokviz.methods.budget import method_at
 from retokviz.methods.registry import method_names
 from retokviz.models import bundled, weights
@@ -42,6 +42,15 @@ def explore(*args, **kwargs):
     return _explore(*args, **kwargs)
 
 
+def compare(*args, **kwargs):
+    """Two or three methods side by side on one image at an equal token budget (ipywidgets), with one keep-rate
+    slider and one block slider linked to every column: `rv.compare()` offline, `rv.compare(model, images, masks,
+    methods=("evit", "tome"))`. See `retokviz.explorer.compare.compare`; ipywidgets loads here, on first use."""
+    from retokviz.explorer.compare import compare as _compare
+
+    return _compare(*args, **kwargs)
+
+
 __all__ = [
     "analysis",
     "intervals",
@@ -60,6 +69,7 @@ __all__ = [
     "load_checkpoint",
     "train",
     "CoherenceStem",
+    "DynamicViT",
     "EViT",
     "ImagePiece",
     "LayerRecord",
@@ -76,6 +86,7 @@ __all__ = [
     "SweepConfig",
     "sweep",
     "explore",
+    "compare",
     "method_of",
     "record",
     "remove",

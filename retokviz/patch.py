@@ -11,6 +11,11 @@ A block with nothing to do (not a reduction block, or nothing to reduce at this 
 runs timm's own `Block.forward`, untouched. At a reduction block the class token's attention row is computed on
 the side from the query and keys that timm's attention produces (forward hooks on `q_norm` and `k_norm`), so the
 fused attention kernel stays on. `remove` restores the classes and removes the hooks.
+
+A method that owns modules (`Method.owns_modules`: DynamicViT's predictors) has them registered on the model as
+`model.retokviz_modules` (so they are in its parameters, state_dict and checkpoints), reduces at the input of its
+blocks, before attention, and in training carries a keep policy into every later attention instead of dropping
+tokens (`retokviz.ops.policy`). `remove` takes the modules out again.
 """
 from __future__ import annotations
 
@@ -26,13 +31,16 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from retokviz.methods.base import Method, Regroup
+from retokviz.methods.base import InputView, Method, Regroup, count_after
 from retokviz.methods.compose import as_tuple, compose, schedule, token_counts
 from retokviz.ops.class_attention import AttentionView
+from retokviz.ops.policy import policy_attention
 
 
 # Fewer patch tokens than this leave nothing to choose between: the image is too small for token reduction.
 MIN_PATCHES = 2
+# Where the modules of a method that owns some live on the model (a registered submodule).
+MODULES = "retokviz_modules"
 
 
 class UnsupportedModelError(TypeError):
@@ -51,7 +59,18 @@ class ReductionState:
         recorder: the provenance recorder while `rv.record` is active, else None.
         sizes: [B, N] float32 during a forward pass, the number of patches each token stands for, once a merging
             method has merged tokens (None until then; reset at every forward pass).
+        learned: whether the method owns modules (it runs alone, at its blocks' inputs).
+        policy: [B, N] during a training pass of a learned method, the keep policy (1 kept, 0 dropped) that
+            attention follows, from its first reduction block on (None before it; reset at every pass).
+        decisions: block index -> the keep decisions [B, P] of that reduction block in the last training pass of
+            a learned method (what DynamicViT's loss reads and empties; emptied at every pass).
     """
+
+    # class defaults: also for patched models pickled before these existed
+    learned = False
+    policy: Tensor | None = None
+    start = 0       # the patch tokens the pass under way started with
+    count = 0       # the patch tokens present at the block under way (in training: as if dropped)
 
     def __init__(
         self,
@@ -73,6 +92,8 @@ class ReductionState:
         self.image_size: tuple[int, int] | None = None
         self.handles: list[RemovableHandle] = []   # every hook `apply` added (q/k on each block, the image checks)
         self.input_size: tuple[int, int] | None = None   # (H, W) of the images of the pass under way
+        self.learned = any(member.owns_modules for member in as_tuple(method))
+        self.decisions: dict[int, Tensor] = {}
 
     def see_images(self, module: nn.Module, args: tuple) -> None:
         """Forward pre-hook on the patch embedding: remember the image size, for the recorder's patch grid."""
@@ -85,7 +106,7 @@ class ReductionState:
         memo[id(self)] = copy
         for key, value in self.__dict__.items():
             copy.__dict__[key] = deepcopy(value, memo) if key == "handles" else value
-        copy.recorder, copy.sizes = None, None
+        copy.recorder, copy.sizes, copy.policy, copy.decisions = None, None, None, {}
         return copy
 
     def __getstate__(self) -> dict:
@@ -95,6 +116,7 @@ class ReductionState:
         state, and a module-level function), and the handles with them, so the loaded model is patched alike."""
         state = dict(self.__dict__)
         state["recorder"], state["sizes"], state["input_size"] = None, None, None
+        state["policy"], state["decisions"] = None, {}
         return state
 
 
@@ -112,6 +134,7 @@ class ReducingBlock(Block):
         if index == 0:  # a new forward pass: every token stands for one patch again
             state.sizes = None
             num_patches = x.shape[1] - state.num_prefix
+            state.policy, state.decisions, state.start, state.count = None, {}, num_patches, num_patches
             if num_patches < MIN_PATCHES and state.schedule:
                 raise ValueError(
                     f"{state.model_name}: the image gives {num_patches} patch token(s); reducing needs at least "
@@ -120,10 +143,12 @@ class ReducingBlock(Block):
             if state.recorder is not None:
                 state.recorder.begin(x, state.method, state.num_prefix, state.input_size)
         try:
+            if state.learned:
+                return self._forward_learned(state, index, x, args, kwargs)
             return self._forward(state, index, x, args, kwargs)
         finally:
             if index == state.depth - 1:
-                state.sizes = None  # the pass is over; hold no tensor between calls
+                state.sizes = state.policy = None  # the pass is over; hold no tensor between calls
 
     def _forward(self, state: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
         recorder = state.recorder
@@ -164,6 +189,38 @@ class ReducingBlock(Block):
             recorder.add(first_view.class_scores() if state.has_class_token else None, step)
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
+    def _forward_learned(self, state: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
+        """The block under a method that owns modules: reduce at the input (or, in training, decide a keep policy),
+        then timm's block, its attention under the policy once there is one."""
+        method, recorder = state.method, state.recorder
+        reducing = False
+        if index in state.schedule:
+            after = count_after(method, state.count, index, state.start, state.depth)
+            reducing, state.count = after != state.count, after
+        masked = bool(args) or kwargs.get("attn_mask") is not None or bool(kwargs.get("is_causal"))
+        if masked and (reducing or state.policy is not None):
+            raise ValueError(
+                f"{state.model_name}: block {index} prunes tokens, which an attention mask or causal attention "
+                "can't follow; call the model without attn_mask / is_causal"
+            )
+        reduced = None
+        if reducing:
+            view = InputView(state.num_prefix, self._retokviz_modules, state.start, state.depth, state.policy,
+                             self.training)
+            reduced = method.reduce(x, view, index, track=recorder is not None)
+            x = reduced.x
+            if reduced.policy is not None:
+                state.policy = reduced.policy
+                state.decisions[index] = reduced.policy[:, state.num_prefix:]
+        if state.policy is None:
+            x = super().forward(x, *args, **kwargs)
+        else:
+            x = x + self.drop_path1(self.ls1(policy_attention(self.attn, self.norm1(x), state.policy)))
+            x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if recorder is not None:
+            recorder.add(None if reduced is None else reduced.scores, None if reduced is None else reduced.step)
+        return x
+
     def _retokviz_capture_q(self, module: nn.Module, args: tuple, q: Tensor) -> None:
         """Forward hook on attn.q_norm: keep the class token's query row, q: [B, H, N, d]."""
         if self._retokviz_qk is not None:
@@ -187,7 +244,7 @@ def _acting(methods: tuple[Method, ...], num_tokens: int, layer: int) -> list[Me
 
 
 _HOOKS = ("q_norm", ReducingBlock._retokviz_capture_q), ("k_norm", ReducingBlock._retokviz_capture_k)
-_BLOCK_ATTRIBUTES = ("_retokviz", "_retokviz_index", "_retokviz_qk")
+_BLOCK_ATTRIBUTES = ("_retokviz", "_retokviz_index", "_retokviz_qk", "_retokviz_modules")
 
 
 def model_name(model: nn.Module) -> str:
@@ -222,6 +279,12 @@ def check_model(model: nn.Module, method: Method | tuple[Method, ...]) -> dict[i
                 f"{name}: block {index} is a {type(block).__name__} (attention: {attention.__name__}); retokviz "
                 "patches timm's pre-norm Block with its standard Attention"
             )
+    learned = [m for m in as_tuple(method) if m.owns_modules]
+    if learned and len(as_tuple(method)) > 1:
+        raise ValueError(
+            f"{type(learned[0]).__name__} is a learned method with modules of its own and runs alone; it can't be "
+            f"composed with {', '.join(type(m).__name__ for m in as_tuple(method) if m is not learned[0])}"
+        )
     ranking = [m for m in as_tuple(method) if m.needs_class_token]
     if ranking and model.cls_token is None:
         raise UnsupportedModelError(
@@ -247,9 +310,13 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     """
     method = compose(method)
     plan = check_model(model, method)
+    modules = _own_modules(model, method)
     state = getattr(model, "_retokviz", None)
     if state is not None:
         state.method, state.schedule = method, plan
+        state.learned = modules is not None
+        for block in model.blocks:
+            block.__dict__["_retokviz_modules"] = modules
         return model
     state = ReductionState(
         model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
@@ -257,6 +324,7 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     for index, block in enumerate(model.blocks):
         block.__class__ = ReducingBlock
         block._retokviz, block._retokviz_index, block._retokviz_qk = state, index, None
+        block.__dict__["_retokviz_modules"] = modules   # a reference, not a submodule of the block
         for norm, hook in _HOOKS:
             state.handles.append(getattr(block.attn, norm).register_forward_hook(hook.__get__(block)))
     state.image_size = getattr(model.patch_embed, "img_size", None)
@@ -266,6 +334,31 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     model.forward_intermediates = partial(_forward_intermediates, model)
     model._retokviz = state
     return model
+
+
+def _own_modules(model: nn.Module, method: Method | tuple[Method, ...]) -> nn.Module | None:
+    """The modules of `method` on `model` (registered as `model.retokviz_modules`): those it has if they fit,
+    else fresh ones; None, and any it had taken out, when the method owns none.
+
+    Raises:
+        ValueError: the model carries modules that don't fit the method (nothing is changed).
+    """
+    owner = next((member for member in as_tuple(method) if member.owns_modules), None)
+    modules = model._modules.get(MODULES)
+    if owner is None:
+        model._modules.pop(MODULES, None)
+        return None
+    if modules is not None:
+        if not owner.fits_modules(modules, model):
+            raise ValueError(
+                f"{model_name(model)} carries modules (model.{MODULES}, a {type(modules).__name__}) that don't fit "
+                f"{owner}, e.g. predictors for other blocks; rv.remove(model) first to drop them and start fresh "
+                "ones"
+            )
+        return modules
+    modules = owner.make_modules(model)
+    model.add_module(MODULES, modules)
+    return modules
 
 
 def _image_rule(model: nn.Module) -> tuple[int, tuple[int, int] | None, tuple[int, int] | None]:
@@ -336,6 +429,7 @@ def remove(model: nn.Module) -> nn.Module:
         return model
     for handle in model._retokviz.handles:
         handle.remove()
+    model._modules.pop(MODULES, None)
     model.__dict__.pop("forward_intermediates", None)
     for block in model.blocks:
         for attribute in _BLOCK_ATTRIBUTES:
@@ -380,6 +474,7 @@ def applied(model: nn.Module, method: Method | Sequence[Method] | None) -> Itera
         UnsupportedModelError, ValueError: before anything is changed, if the model or method doesn't fit.
     """
     previous = method_of(model)
+    modules = model._modules.get(MODULES)    # a learned method's (trained) modules come back with it
     if method is not None:
         apply(model, method)
     elif previous is not None:
@@ -390,6 +485,9 @@ def applied(model: nn.Module, method: Method | Sequence[Method] | None) -> Itera
         if previous is None:
             remove(model)
         else:
+            if modules is not None and model._modules.get(MODULES) is not modules:
+                model._modules.pop(MODULES, None)
+                model.add_module(MODULES, modules)
             apply(model, previous)
 
 

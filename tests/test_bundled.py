@@ -9,9 +9,7 @@ import pytest
 import retokviz as rv
 from retokviz.models.bundled import SETS
 from retokviz.models.checkpoints import MAX_BYTES
-from conftest import load_script
-
-SEED = load_script("evaluate").SEED
+from retokviz.models.bundled import TEST_SEED as SEED
 from retokviz.measure.metrics import accuracy, background_removed
 
 ALL = sorted(name for checkpoints in SETS.values() for name in checkpoints.values())

@@ -163,8 +163,12 @@ def test_an_uploaded_picture_of_another_size_is_prepared_and_shown():
                         "last_modified": datetime.datetime.now()},)
     assert ex.image.value == 2 and ex.image.options[-1] == ("2: mine.png", 2)
     assert ex.run.arrays.picture.shape == (192, 192, 3)
-    ex.view.value = "removed"                        # no mask for it: said, not raised
-    assert "mask" in ex.legend.value
+    assert "your picture is 200 x 150 px: enlarged 1.3x so its shorter side is 192 px, then centre-cropped to " \
+        "192 x 192 (the sides cut off)" in ex.message.value                 # how it was made to fit, said
+    assert "this model knows only 10 classes: 0, 1, 2" in ex.prediction.value   # what a digit model can answer
+    ex.view.value = "removed"                        # no mask for it: drawn in one colour, and why said in words
+    assert "no object outline" in ex.legend.value and "let go of (no object outline" in ex.legend.value
+    assert "mask=" not in ex.legend.value                                   # no API advice to a reader
     ex.upload.value = ({"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
                         "last_modified": datetime.datetime.now()},)
     assert "could not read bad.png" in ex.message.value and ex.image.value == 2

@@ -100,10 +100,13 @@ def test_the_page_is_one_html_document_whose_data_cannot_close_its_script(saved)
 
 
 def test_views_that_cannot_be_drawn_are_left_out(tmp_path):
-    ex = explore(tiny_vit("deit", depth=2, grid=4), torch.randn(1, 3, 64, 64))   # no mask: no "removed"
+    ex = explore(tiny_vit("deit", depth=2, grid=4), torch.randn(1, 3, 64, 64), method="tome")   # ToMe: no scores
     path = ex.save_html(tmp_path / "page.html", keep_rates=(0.5, 1.0))
     data = page_data(path.read_text())
-    assert data["views"] == ["status", "pieces", "attention"]
+    assert data["views"] == ["status", "pieces", "removed"]              # no mask: "removed" in one colour
+    keys = [set(keys) for s in data["settings"] for keys in s["legend_keys"]["removed"]]
+    assert all("no mask" in k and not k & {"background", "object"} for k in keys)   # no split without a mask
+    assert any("let go" in k for k in keys)                                           # ToMe at 0.5 merged some
     assert [s["measured"] for s in data["settings"]] == ["", ""]          # no sweep table for this model
     assert sum(len(s["frames"][v]) for s in data["settings"] for v in data["views"]) == 2 * 2 * 3
     assert all(0 <= i < len(data["images"]) for s in data["settings"] for v in data["views"] for i in s["frames"][v])

@@ -132,3 +132,13 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
 def test_import_retokviz_loads_no_plotting_widget_or_data_set_library(heavy):
     code = f"import sys, retokviz as rv; rv.EViT; rv.data.patch_mask; sys.exit({heavy!r} in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, f"import retokviz loaded {heavy}"
+
+
+@pytest.mark.parametrize("script", sorted(path.stem for path in (PACKAGE.parent / "benchmarks").glob("*.py")))
+def test_every_program_beside_the_package_imports(script):
+    """The programs in benchmarks/ import only what exists (a module that moved would break them unseen)."""
+    code = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location({script!r}, "
+            f"{str(PACKAGE.parent / 'benchmarks' / (script + '.py'))!r}); module = importlib.util.module_from_spec(spec); "
+            f"sys.modules[{script!r}] = module; spec.loader.exec_module(module); assert callable(module.main)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]

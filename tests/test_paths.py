@@ -15,7 +15,7 @@ def test_a_command_line_checks_its_output_paths_before_any_work(module, work, op
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(SystemExit) as exit_info:
-        module.main([option, str(blocker / "out.json")])
+        module.main([option, str(blocker / ("out.json" if option == "--json" else "out.png"))])
     assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
 
 

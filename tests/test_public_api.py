@@ -12,7 +12,8 @@ import pytest
 
 import retokviz as rv
 
-# The public names of retokviz before the package was laid out by stages (its __all__ then), and what each is.
+# The public names of retokviz before the package was laid out by stages (its __all__ then), what each is, and the
+# names added since.
 PUBLIC = {
     "analysis": types.ModuleType, "intervals": types.ModuleType, "data": types.ModuleType,
     "metrics": types.ModuleType, "notebook": types.ModuleType, "robustness": types.ModuleType,
@@ -22,7 +23,7 @@ PUBLIC = {
     "LayerRecord": type, "Method": type, "Status": type, "ToMe": type, "Trace": type,
     "UnsupportedModelError": type, "applied": "function", "apply": "function", "method_at": "function",
     "method_names": "function", "count_macs": "function", "SweepConfig": type, "sweep": "callable module",
-    "explore": "function", "method_of": "function", "record": "function", "remove": "function",
+    "explore": "function", "compare": "function", "method_of": "function", "record": "function", "remove": "function",
     "use_coherence_stem": "function",
 }
 

@@ -13,7 +13,7 @@ from conftest import tiny_vit
 
 
 def test_names_map_to_classes_in_any_case():
-    assert registry.method_names() == ("evit", "imagepiece", "tome")
+    assert registry.method_names() == ("evit", "imagepiece", "tome", "dynamicvit")
     assert registry.method_names(compositions=True)[-1] == "imagepiece+tome"
     assert registry.method_class("EViT") is rv.EViT and registry.method_class("tome") is rv.ToMe
     assert registry.method_name([rv.ImagePiece(), rv.ToMe()]) == "imagepiece+tome"
@@ -22,7 +22,7 @@ def test_names_map_to_classes_in_any_case():
 
 @pytest.mark.parametrize("name", ["evitt", "", "Method", 3, "evit+nope"])
 def test_an_unknown_name_lists_the_valid_ones(name):
-    with pytest.raises(ValueError, match="the methods are evit, imagepiece, tome"):
+    with pytest.raises(ValueError, match="the methods are evit, imagepiece, tome, dynamicvit"):
         registry.members(name) if isinstance(name, str) and "+" in name else registry.method_class(name)
 
 

@@ -500,7 +500,7 @@ def test_train_refuses_what_does_not_fit():
     (["--warmup-epochs", "1", "--epochs", "1"], "TrainConfig.warmup_epochs must be an int in [0, epochs=1), got 1"),
     (["--depth", "0"], "--depth must be >= 1, got 0"),
     (["--export", "data/x.safetensors"], "--export takes a file name without folder or suffix"),
-    (["--method", "dynamicvit"], "invalid choice: 'dynamicvit'"),
+    (["--method", "evvit"], "invalid choice: 'evvit'"),
     (["--data-seed", "-1"], "--data-seed must be >= 0, got -1"),
     (["--auto-augment", "rand-m9-mstd0.5-inc1"], "--auto-augment applies to image folders"),
 ])

@@ -21,7 +21,7 @@ from retokviz.models.bundled import name as bundled_name
 from retokviz.explorer.inputs import DEFAULT_IMAGES, Gallery, model_size, resolve_models
 from retokviz.explorer.session import THREADS, Session
 
-__all__ = ["explore", "Explorer", "Session"]
+__all__ = ["explore", "Explorer", "Session", "session_for"]
 
 
 def __getattr__(name: str) -> Any:
@@ -87,6 +87,28 @@ def explore(
     block = _renamed(block, layer)
     models, note = resolve_models(model, weights)
     table, source = _tradeoff_table(tradeoff, models)
+    session = session_for(models, images, masks, labels=labels, class_names=class_names, num_images=num_images,
+                          threads=threads)
+    default = bundled_name("EViT") if bundled_name("EViT") in models else next(iter(models))
+    if keep_rate is None:
+        keep_rate = getattr(_own(models[default]), "keep_rate", None) if method is None else None
+    return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, block=block,
+                    image=image, note=note, tradeoff=table, tradeoff_source=source)
+
+
+def session_for(models: dict[str, nn.Module], images: Any = None, masks: Any = None, *, labels: Any = None,
+                class_names: list[str] | None = None, num_images: int = DEFAULT_IMAGES,
+                threads: int | None = THREADS) -> Session:
+    """The explorer's Session of `models` (from resolve_models) on `images`, as `explore` makes it; `rv.compare`
+    and the tutorial's lesson widgets make theirs here too.
+
+    Args:
+        images, masks, labels, class_names, num_images, threads: as `explore` takes them. Without images: generated
+            clutter test images with their digit masks for the bundled models, scikit-image's photographs for others.
+
+    Raises:
+        ValueError: images not [N, 3, H, W], or masks or labels that don't match them.
+    """
     first = next(iter(models.values()))
     bundled = _bundled_names() >= set(models)
     if images is not None:
@@ -102,12 +124,7 @@ def explore(
 
         gallery = Gallery.from_pictures([data.sample_photo(name, 256)[1] for name in data.PHOTOS], data.PHOTOS)
     names_by_model = {name: class_names or _class_names(network, bundled) for name, network in models.items()}
-    session = Session(models, gallery, names_by_model, threads=threads)
-    default = bundled_name("EViT") if bundled_name("EViT") in models else next(iter(models))
-    if keep_rate is None:
-        keep_rate = getattr(_own(models[default]), "keep_rate", None) if method is None else None
-    return Explorer(session, model=default, method=method, keep_rate=keep_rate, view=view, block=block,
-                    image=image, note=note, tradeoff=table, tradeoff_source=source)
+    return Session(models, gallery, names_by_model, threads=threads)
 
 
 def _tradeoff_table(tradeoff: Any, models: dict[str, nn.Module]) -> tuple[list[dict] | None, str]:

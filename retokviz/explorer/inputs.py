@@ -152,6 +152,7 @@ class Entry:
         mask: [H, W] bool, the object's pixels, or None.
         label: the true class index, or None.
         name: how the image is listed.
+        note: how the picture was made to fit the model (a picture of your own), said beside it; "" if nothing.
     """
 
     picture: np.ndarray
@@ -160,6 +161,7 @@ class Entry:
     mask: np.ndarray | None
     label: int | None
     name: str
+    note: str = ""
 
 
 @dataclass
@@ -207,9 +209,9 @@ class Gallery:
                          None, None, None, None, name) for p, name in zip(pictures, names)]
         return cls(entries)
 
-    def add_picture(self, picture: np.ndarray, name: str) -> int:
+    def add_picture(self, picture: np.ndarray, name: str, note: str = "") -> int:
         """Add a picture ([H, W, 3] float in 0..1, e.g. from rv.images.prepare); returns its index."""
-        self.entries.append(Entry(np.asarray(picture, dtype=np.float32), None, None, None, None, name))
+        self.entries.append(Entry(np.asarray(picture, dtype=np.float32), None, None, None, None, name, note))
         return len(self.entries) - 1
 
     def input_for(self, index: int, model: nn.Module) -> tuple[Tensor, np.ndarray, np.ndarray | None]:

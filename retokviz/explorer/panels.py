@@ -77,7 +77,16 @@ def _top_table(title: str, top, truth: str | None) -> str:
             f'{html.escape(title)}</div><table style="font-size:12px;line-height:1.4">{"".join(rows)}</table></div>')
 
 
-def prediction_html(run, untouched, untouched_macs: int, truth: str | None, method_text: str) -> str:
+def classes_line(names: list[str] | None, count: int) -> str:
+    """One line on what the model can answer: its classes, named when there are a few, counted otherwise."""
+    if names and len(names) <= 12:
+        known = ", ".join(names)
+        return f"this model knows only {len(names)} classes: {known}; any picture gets one of them"
+    return f"this model knows {count} classes" + (f" ({names[0]}, {names[1]}, ...)" if names else "")
+
+
+def prediction_html(run, untouched, untouched_macs: int, truth: str | None, method_text: str,
+                    classes: str = "") -> str:
     """The prediction and top-3 at this setting beside the untouched model's, with tokens left and MACs.
 
     Args:
@@ -86,6 +95,7 @@ def prediction_html(run, untouched, untouched_macs: int, truth: str | None, meth
         untouched_macs: its MACs for one image.
         truth: the image's true class name, or None.
         method_text: how the method reads, e.g. "EViT(keep_rate=0.5)".
+        classes: a line on the classes the model knows (classes_line), or "".
     """
     arrays = run.arrays
     patches = arrays.num_patches
@@ -93,7 +103,8 @@ def prediction_html(run, untouched, untouched_macs: int, truth: str | None, meth
     head = (f'<div style="font-size:12px;line-height:1.4;margin-bottom:4px"><b>{html.escape(method_text)}</b><br>'
             f'tokens left after the last block: <b>{run.tokens}</b> of {patches}<br>'
             f'MACs: <b>{run.macs / 1e6:.1f} M</b>, {share:.0%} of the untouched model\'s {untouched_macs / 1e6:.1f} M'
-            + (f'<br>true class: <b>{html.escape(truth)}</b>' if truth is not None else "") + "</div>")
+            + (f'<br>true class: <b>{html.escape(truth)}</b>' if truth is not None else "")
+            + (f'<br><span style="color:#555">{html.escape(classes)}</span>' if classes else "") + "</div>")
     return (head + _top_table("at this setting", run.prediction.top, truth)
             + _top_table("untouched model", untouched.top, truth))
 

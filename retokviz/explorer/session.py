@@ -124,13 +124,18 @@ class Session:
 
     def methods_for(self, model: str) -> tuple[str, ...]:
         """The method names (registry names, compositions included) that apply to `model`; a model without a
-        class token gets only those that need none (ToMe)."""
+        class token gets only those that need none (ToMe). A learned method (DynamicViT) is offered only to a model
+        that came with it, trained: on any other its modules would be untrained."""
         network = self.models[model]
+        own = self.own_method(model)
         usable = []
         for name in method_names(compositions=True):
             try:
-                check_model(network, method_at(name, network, keep_rate=1.0))
+                method = method_at(name, network, keep_rate=1.0)
+                check_model(network, method)
             except UnsupportedModelError:
+                continue
+            if getattr(method, "owns_modules", False) and name != own:
                 continue
             usable.append(name)
         return tuple(usable)

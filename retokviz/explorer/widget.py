@@ -8,11 +8,11 @@ session's cached passes; the block slider, the view toggle and the patch picker 
 """
 from __future__ import annotations
 
+import html
 import io
 import numbers
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +20,47 @@ import numpy as np
 
 from retokviz._util.png import png_bytes
 from retokviz.explorer import panels
+from retokviz.explorer.controls import DISPLAY, KEEP_RATES, SETTING, VIEW_TOOLTIPS, Redraws, check_int, choose, note_html
+from retokviz.explorer.parts import Picture, Player
 from retokviz.explorer.session import Run, Session
 from retokviz.methods.registry import label as method_label
 from retokviz.images import load_image, prepare
 from retokviz.views.extract import lineage, to_uint8
-from retokviz.views.raster import VIEWS, legend_keys, lineage_image, view_image
+from retokviz.views.raster import VIEW_LABELS, VIEWS, legend_keys, lineage_image, view_image
 
-KEEP_RATES = (0.1, 1.0, 0.05)                    # the slider's min, max, step
-VIEW_LABELS = {"status": "status", "pieces": "pieces", "attention": "attention", "removed": "removed background"}
 DEFAULT_KEEP_RATE = 0.7
-# What a change needs redrawn: the picture and panels only, or a (cached) pass first.
-DISPLAY, SETTING = 1, 2
+# What each control does, in plain words (shown on hover).
+TOOLTIPS = {
+    "model": "which model: the bundled ones are small ViTs trained on the generated digits",
+    "method": "how tokens are reduced",
+    "keep rate": "the share of patch tokens a reduction block keeps (ToMe: merges to the same token budget)",
+    "block": "the transformer block whose output is shown (0 is the first)",
+    "play": "step through the blocks from here; click again to pause where it is",
+    "image": "which image to show",
+    "upload": "show a picture of your own (resized and centre-cropped to the model's input)",
+    "follow": "follow one patch through the blocks: which token carries it, and with which other patches",
+    "row": "the followed patch's row (or click the picture)",
+    "col": "the followed patch's column (or click the picture)",
+    "picture": "click a patch to follow it through the blocks; arrow keys move it, Escape stops",
+}
+METHOD_TOOLTIPS = {
+    "evit": "EViT: keep the tokens the class token attends to most, fuse the rest into one token",
+    "imagepiece": "ImagePiece: merge the least meaningful tokens into pieces, keep the pieces that gain meaning",
+    "tome": "ToMe: merge the most similar tokens in every block",
+    "imagepiece+tome": "ImagePiece, then ToMe on what is left",
+    "dynamicvit": "DynamicViT: small learned modules score the tokens; the lowest scored are dropped",
+}
 
 
-def _choose(kind: str, value: Any, options: list[tuple[str, Any]]) -> Any:
-    """The option `value` names (its value or its label, any case), or a ValueError listing the valid ones."""
-    for text, option in options:
-        if value == option or (isinstance(value, str) and value.lower() in (str(option).lower(), text.lower())):
-            return option
-    valid = ", ".join(f"{option!r}" + (f" ({text})" if text != str(option) else "") for text, option in options)
-    raise ValueError(f"unknown {kind} {value!r}; the valid ones are {valid}")
+def _fitted(image: Any, side: int) -> str:
+    """How `image` (a path, PIL image or array) was made to fit a model taking side x side pictures, in words."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    width, height = (image.shape[1], image.shape[0]) if isinstance(image, np.ndarray) else image.size
+    scale = side / min(width, height)
+    how = f"enlarged {scale:.1f}x" if scale > 1.05 else (f"reduced to {scale:.0%}" if scale < 0.95 else "kept its size")
+    cut = "" if width == height else f", then centre-cropped to {side} x {side} (the {'sides' if width > height else 'top and bottom'} cut off)"
+    return f"your picture is {width} x {height} px: {how} so its shorter side is {side} px{cut}"
 
 
 def _renamed(block: int | None, layer: int | None) -> int | None:
@@ -52,7 +73,7 @@ def _renamed(block: int | None, layer: int | None) -> int | None:
     return layer
 
 
-class Explorer:
+class Explorer(Redraws):
     """An interactive view of one model's token reduction, image by image, block by block.
 
     Controls (ipywidgets, set their `.value` in code or drag them): `checkpoint` (which model), `method`,
@@ -82,40 +103,43 @@ class Explorer:
         self._run: Run | None = None
         names = list(session.models)
         first = model if model is not None else names[0]
-        _choose("model", first, [(name, name) for name in names])
+        choose("model", first, [(name, name) for name in names])
         controls = {"description_width": "70px"}
         self.checkpoint = w.Dropdown(options=names, value=first, description="model", style=controls,
+                                     tooltip=TOOLTIPS["model"],
                                      layout=w.Layout(width="420px", display="flex" if len(names) > 1 else "none"))
-        self.method = w.ToggleButtons(options=[("EViT", "evit")], description="method", style={
+        self.method = w.ToggleButtons(options=[("EViT", "evit")], description="method", tooltips=[], style={
             **controls, "button_width": "auto"})
         low, high, step = KEEP_RATES
         self.keep_rate = w.FloatSlider(value=DEFAULT_KEEP_RATE, min=low, max=high, step=step, description="keep rate",
-                                       readout_format=".2f", style=controls, layout=w.Layout(width="420px"))
+                                       readout_format=".2f", style=controls, layout=w.Layout(width="420px"),
+                                       tooltip=TOOLTIPS["keep rate"])
         self.block = w.IntSlider(value=0, min=0, max=1, description="block", style=controls,
-                                 layout=w.Layout(width="340px"))
-        self.play = w.Play(value=0, min=0, max=1, step=1, interval=900, description="play through the blocks",
-                           layout=w.Layout(width="70px"))
+                                 layout=w.Layout(width="330px"), tooltip=TOOLTIPS["block"])
+        self.play = Player(interval=900, hint=TOOLTIPS["play"])
         w.jslink((self.play, "value"), (self.block, "value"))
+        w.jslink((self.play, "max"), (self.block, "max"))
         self.view = w.ToggleButtons(options=[(VIEW_LABELS[v], v) for v in VIEWS], value="status",
-                                    description="view", style={**controls, "button_width": "auto"})
+                                    description="view", style={**controls, "button_width": "auto"},
+                                    tooltips=[VIEW_TOOLTIPS[v] for v in VIEWS])
         self.image = w.Dropdown(options=self._image_options(), value=0, description="image", style=controls,
-                                layout=w.Layout(width="260px"))
+                                layout=w.Layout(width="260px"), tooltip=TOOLTIPS["image"])
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="your picture",
-                                   layout=w.Layout(width="150px"))
+                                   layout=w.Layout(width="150px"), tooltip=TOOLTIPS["upload"])
         self.follow = w.Checkbox(value=False, description="follow a patch", indent=False,
-                                 layout=w.Layout(width="120px"))
+                                 layout=w.Layout(width="120px"), tooltip=TOOLTIPS["follow"])
         self.patch_row = w.IntSlider(value=0, min=0, max=1, description="row", style={"description_width": "28px"},
-                                     layout=w.Layout(width="150px"))
+                                     layout=w.Layout(width="150px"), tooltip=TOOLTIPS["row"])
         self.patch_col = w.IntSlider(value=0, min=0, max=1, description="col", style={"description_width": "28px"},
-                                     layout=w.Layout(width="150px"))
-        self.picture = w.Image(format="png")
-        self.legend = w.HTML()
+                                     layout=w.Layout(width="150px"), tooltip=TOOLTIPS["col"])
+        self.picture = Picture(size=panels.DISPLAY_PIXELS, hint=TOOLTIPS["picture"])
+        self.legend = w.HTML(layout=w.Layout(width=f"{panels.DISPLAY_PIXELS}px"))
         self.tokens = w.HTML()
         self.prediction = w.HTML()
         self.lineage = w.HTML()
         self._note = note
-        self.message = w.HTML(_note_html(note))
-        self.title = w.HTML()
+        self.message = w.HTML(note_html(note), layout=w.Layout(width=f"{panels.DISPLAY_PIXELS}px"))
+        self.title = w.HTML(layout=w.Layout(height="26px", overflow="hidden"))
         self.measured = w.HTML()
         self.tradeoff = self.tradeoff_panel = None
         self._tradeoff_source = tradeoff_source
@@ -130,10 +154,14 @@ class Explorer:
             for control in (self.tradeoff.model, self.tradeoff.batch_size, self.tradeoff.dtype):
                 control.observe(lambda change: self._draw_measured(), names="value")
             below = [self.tradeoff_panel]
+        # The picture's column has a fixed width and the notes go under the picture, so nothing that changes with a
+        # view, a legend or a note moves the controls beside it.
         self.root = w.VBox([
-            self.title, self.message,
+            self.title,
             w.HBox([
-                w.VBox([self.picture, self.legend], layout=w.Layout(width="auto", margin="0 16px 0 0")),
+                w.VBox([self.picture, self.legend, self.message],
+                       layout=w.Layout(width=f"{panels.DISPLAY_PIXELS}px", min_width=f"{panels.DISPLAY_PIXELS}px",
+                                       margin="0 16px 0 0")),
                 w.VBox([self.checkpoint, self.method, self.keep_rate, w.HBox([self.play, self.block]), self.view,
                         w.HBox([self.image, self.upload]), w.HBox([self.follow, self.patch_row, self.patch_col]),
                         self.tokens, self.prediction, self.measured, self.lineage]),
@@ -146,6 +174,8 @@ class Explorer:
                                (self.follow, DISPLAY), (self.patch_row, DISPLAY), (self.patch_col, DISPLAY)):
             control.observe(lambda change, level=level: self._changed(level), names="value")
         self.upload.observe(self._on_upload, names="value")
+        self.picture.observe(self._on_pick, names="picked")
+        self.follow.observe(self._on_follow, names="value")
         self._holding += 1   # the first drawing waits for every control to be set
         try:
             self._configure_model(method, keep_rate)
@@ -200,11 +230,11 @@ class Explorer:
         """
         block = _renamed(block, layer)
         # Check everything first, against the model that will be shown, and only then change controls.
-        target = self.checkpoint.value if model is None else _choose(
+        target = self.checkpoint.value if model is None else choose(
             "model", model, [(n, n) for n in self.checkpoint.options])
         network = self.session.models[target]
         if method is not None:
-            method = _choose("method", method, [(method_label(m), m) for m in self.session.methods_for(target)])
+            method = choose("method", method, [(method_label(m), m) for m in self.session.methods_for(target)])
         if keep_rate is not None:
             low, high, _ = KEEP_RATES
             if isinstance(keep_rate, (bool, np.bool_)) or not isinstance(keep_rate, numbers.Real) \
@@ -212,16 +242,16 @@ class Explorer:
                 raise ValueError(f"keep_rate must be a number in {low}..{high}, got {keep_rate!r}")
             keep_rate = float(keep_rate)
         if view is not None:
-            view = _choose("view", view, list(self.view.options))
+            view = choose("view", view, list(self.view.options))
         if block is not None:
-            block = _in_range("block", block, len(network.blocks) - 1)
+            block = check_int("block", block, 0, len(network.blocks) - 1)
         if image is not None:
-            image = _in_range("image", image, len(self.session.gallery) - 1)
+            image = check_int("image", image, 0, len(self.session.gallery) - 1)
         if patch is not None and not (isinstance(patch, str) and patch == "keep"):
             if isinstance(patch, str) or not isinstance(patch, (tuple, list)) or len(patch) != 2:
                 raise ValueError(f"patch must be (row, col), None or left out, got {patch!r}")
             rows, cols = network.patch_embed.grid_size
-            patch = (_in_range("patch row", patch[0], rows - 1), _in_range("patch col", patch[1], cols - 1))
+            patch = (check_int("patch row", patch[0], 0, rows - 1), check_int("patch col", patch[1], 0, cols - 1))
         with self._hold():
             if model is not None:
                 self.checkpoint.value = target
@@ -247,7 +277,7 @@ class Explorer:
         model shown (rv.images.prepare), and show it. Returns its index."""
         _, picture = prepare(image, self.model)
         name = name or (Path(image).name if isinstance(image, (str, os.PathLike)) else "your picture")
-        index = self.session.gallery.add_picture(picture, name)
+        index = self.session.gallery.add_picture(picture, name, _fitted(image, picture.shape[0]))
         with self._hold():
             self.image.options = self._image_options()
             self.image.value = index
@@ -261,18 +291,18 @@ class Explorer:
         Returns:
             the page's path.
         """
-        from retokviz.views import html
+        from retokviz.views import html as page
 
-        rates = html.KEEP_RATES if keep_rates is None else tuple(keep_rates)
+        rates = page.KEEP_RATES if keep_rates is None else tuple(keep_rates)
         model, image, method = self.checkpoint.value, self.image.value, self.method.value
         runs = [self.session.run(model, image, method, rate) for rate in rates]
         untouched, untouched_macs = self.session.untouched(model, image)
         entry = self.session.gallery.entries[image]
         truth = None if entry.label is None else self.session.label(model, entry.label)
-        settings = [html.Setting(rate, run.arrays, run.prediction.top, run.macs, self._measured_html(rate))
+        settings = [page.Setting(rate, run.arrays, run.prediction.top, run.macs, self._measured_html(rate))
                     for rate, run in zip(rates, runs)]
         start = {"view": self.view.value, "block": self.block.value, "keep_rate": self.keep_rate.value}
-        return html.save_html(path, settings, title=f"{model} · {method_label(method)} · {entry.name}",
+        return page.save_html(path, settings, title=f"{model} · {method_label(method)} · {entry.name}",
                               untouched=untouched.top, untouched_macs=untouched_macs, truth=truth, start=start)
 
     def _ipython_display_(self) -> None:
@@ -284,24 +314,6 @@ class Explorer:
         return self.root._repr_mimebundle_(**kwargs)
 
     # --- redrawing ----------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _hold(self):
-        """Changes inside are drawn once, at the end of the outermost hold."""
-        self._holding += 1
-        try:
-            yield
-        finally:
-            self._holding -= 1
-            if not self._holding and self._pending:
-                level, self._pending = self._pending, 0
-                self._refresh(level)
-
-    def _changed(self, level: int) -> None:
-        self._pending = max(self._pending, level)
-        if not self._holding:
-            level, self._pending = self._pending, 0
-            self._refresh(level)
 
     def _on_model(self, change: dict) -> None:
         """Another model: fit the controls to it now, so that a method set next (in the same `set`) applies."""
@@ -325,11 +337,12 @@ class Explorer:
         usable = session.methods_for(name)
         options = [(method_label(m), m) for m in usable]
         if method is not None:
-            chosen = _choose("method", method, options)
+            chosen = choose("method", method, options)
         else:
             own = session.own_method(name)
             chosen = own if own in usable else (self.method.value if self.method.value in usable else usable[0])
         self.method.options = options
+        self.method.tooltips = [METHOD_TOOLTIPS.get(m, method_label(m)) for m in usable]
         self.method.value = chosen
         if keep_rate is not None:
             self.set(keep_rate=keep_rate)
@@ -338,6 +351,7 @@ class Explorer:
         rows, cols = network.patch_embed.grid_size
         self.block.max = self.play.max = depth - 1
         self.patch_row.max, self.patch_col.max = rows - 1, cols - 1
+        self.picture.grid = [rows, cols]
         if self.block.value == 0 and self._run is None:
             self.block.value = depth - 1
 
@@ -353,10 +367,19 @@ class Explorer:
             else:
                 rgb = view_image(arrays, view, block)
                 legend = panels.legend_html(view, legend_keys(arrays, view, block))
-        except ValueError as error:   # e.g. attention of ToMe, or "removed" without a mask
+            if view == "removed" and arrays.mask is None and patch is None:
+                note = note_html("this picture has no object outline, so what was let go of is one colour: which "
+                                  "patches are background can only be counted where the object's pixels are known, "
+                                  "as in the generated images")
+        except ValueError as error:   # e.g. attention of ToMe
             rgb, legend = to_uint8(arrays.picture), ""
-            note = f'<div style="color:#c92a2a;font-size:12px;line-height:1.4;max-width:380px">{_escape(str(error))}</div>'
+            note = f'<div style="color:#c92a2a;font-size:12px;line-height:1.4;max-width:380px">{html.escape(str(error))}</div>'
         self.picture.value = png_bytes(rgb, panels.display_scale(*rgb.shape[:2]), compress_level=1)
+        self._showing_pick = True
+        try:
+            self.picture.picked = None if patch is None else list(patch)
+        finally:
+            self._showing_pick = False
         self.legend.value = note + legend
         self.tokens.value = (f'<div style="font-size:12px;line-height:1.4">after block {block}: <b>{arrays.num_tokens[block]}</b> '
                              f'patch tokens of {arrays.num_patches}</div>'
@@ -372,10 +395,13 @@ class Explorer:
         untouched, untouched_macs = session.untouched(model, image)
         entry = session.gallery.entries[image]
         truth = None if entry.label is None else session.label(model, entry.label)
-        self.prediction.value = panels.prediction_html(run, untouched, untouched_macs, truth, run.arrays.method)
-        self.message.value = _note_html("; ".join((*filter(None, [self._note]), *run.notes)))
-        self.title.value = (f'<div style="font-size:15px"><b>retokviz explorer</b> &nbsp;{_escape(model)} · '
-                            f'{_escape(method_label(self.method.value))} · {_escape(entry.name)}</div>')
+        classes = "" if truth is not None else panels.classes_line(session.class_names.get(model),
+                                                                     session.models[model].num_classes)
+        self.prediction.value = panels.prediction_html(run, untouched, untouched_macs, truth, run.arrays.method,
+                                                       classes)
+        self.message.value = note_html("; ".join((*filter(None, [self._note, entry.note]), *run.notes)))
+        self.title.value = (f'<div style="font-size:15px"><b>retokviz explorer</b> &nbsp;{html.escape(model)} · '
+                            f'{html.escape(method_label(self.method.value))} · {html.escape(entry.name)}</div>')
         self._draw_measured()
         self._draw_tradeoff()
 
@@ -394,7 +420,7 @@ class Explorer:
         try:
             rows, _ = select(view.rows, view.model.value, view.batch_size.value, view.dtype.value)
         except ValueError as error:            # e.g. this model was not swept at this batch size
-            return _note_html(f"measured ({self._tradeoff_source}): {error}")
+            return note_html(f"measured ({self._tradeoff_source}): {error}")
         row = nearest(rows, self.method.value, keep_rate)
         return panels.measured_html(row, untouched(rows), keep_rate, method_label(self.method.value),
                                     self._tradeoff_source)
@@ -406,6 +432,27 @@ class Explorer:
 
     def _image_options(self) -> list[tuple[str, int]]:
         return [(f"{index}: {entry.name}", index) for index, entry in enumerate(self.session.gallery.entries)]
+
+    def _on_pick(self, change: dict) -> None:
+        """A patch clicked on the picture (or moved to with the arrow keys): follow it; Escape (None) stops."""
+        if getattr(self, "_showing_pick", False):
+            return
+        picked = change["new"]
+        with self._hold():
+            if picked is None:
+                self.follow.value = False
+            else:
+                self.patch_row.value, self.patch_col.value = int(picked[0]), int(picked[1])
+                self.follow.value = True
+
+    def _on_follow(self, change: dict) -> None:
+        """The picture marks the followed patch; unticking "follow" clears the pick."""
+        if not change["new"] and self.picture.picked is not None:
+            self._showing_pick = True
+            try:
+                self.picture.picked = None
+            finally:
+                self._showing_pick = False
 
     def _on_upload(self, change: dict) -> None:
         """An uploaded picture, read (load_image) and shown; one that can't be read is said in `message`, never
@@ -420,28 +467,12 @@ class Explorer:
                     picture = load_image(io.BytesIO(bytes(item["content"])), name=name)
                     self.add_image(picture, name)
                 except (OSError, ValueError) as error:       # corrupt, not an image, too large, unsupported
-                    self.message.value = _note_html(f"could not read {name}: {error}")
+                    self.message.value = note_html(f"could not read {name}: {error}")
                 except Exception as error:                   # noqa: BLE001 - anything else, said, not lost
-                    self.message.value = _note_html(f"could not read {name}: {type(error).__name__}: {error}")
+                    self.message.value = note_html(f"could not read {name}: {type(error).__name__}: {error}")
         finally:
             self._clearing_upload = True
             try:
                 self.upload.value = ()
             finally:
                 self._clearing_upload = False
-
-
-def _in_range(kind: str, value: Any, last: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= last:
-        raise ValueError(f"{kind} must be an int in 0..{last}, got {value!r}")
-    return int(value)
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
-def _note_html(note: str | None) -> str:
-    return "" if not note else f'<div style="color:#a61e4d;font-size:12px;line-height:1.4">{_escape(note)}</div>'

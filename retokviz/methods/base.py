@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from retokviz._util.checks import check_flag as flag
 from retokviz._util.checks import fraction
@@ -25,11 +25,41 @@ class Reduced:
         sizes: [B, N'] float32, how many original patches each token stands for (1 for prefix tokens, and for an
             EViT fused token), or None where every token is still size 1 (then attention needs no size bias).
         step: the Regroup of the patch tokens if it was asked for (`track`), else None.
+        scores: [B, T] the score the method ranked the T patch tokens it received by, where it is not the class
+            attention (DynamicViT's predicted keep probability): the trace's score at this block. None otherwise.
+        policy: [B, N] float, 1 for a token kept and 0 for one dropped (prefix tokens 1), where a learned method
+            trains without dropping anything: `x` is then unchanged, and the attention of this block and of every
+            later one lets no token attend to a dropped one but itself. None otherwise.
     """
 
     x: Tensor
     sizes: Tensor | None
     step: Regroup | None
+    scores: Tensor | None = None
+    policy: Tensor | None = None
+
+
+@dataclass
+class InputView:
+    """What a reducing block shows a method that owns modules (`Method.owns_modules`), which reduces at the block's
+    input, before its attention: there is no attention to show yet, but the method's modules and the pass.
+
+    Attributes:
+        num_prefix: how many leading tokens are prefix tokens (class token, registers), never reduced.
+        modules: the method's modules on the model (made by `make_modules`, registered by `rv.apply`).
+        start: the patch tokens the forward pass started with.
+        depth: the model's number of blocks.
+        policy: [B, N] the keep policy of the tokens (training only; 1 kept, 0 dropped, prefix included), or None
+            before the first decision of the pass.
+        training: whether the model is in training mode (decide softly, drop nothing) or not (drop).
+    """
+
+    num_prefix: int
+    modules: nn.Module
+    start: int
+    depth: int
+    policy: Tensor | None
+    training: bool
 
 
 # rate * P is a float product: 0.7 * 100 == 70.00000000000001, whose ceil would be 71, not the intended 70.
@@ -138,8 +168,27 @@ class Method:
     # `has_keep_rate`: the method has a `keep_rate` field (the share of patch tokens a reduction block leaves),
     #   which the keep-rate function, the training schedule and the sliders set.
     # `needs_class_token`: the method ranks tokens by the class token's attention (a model without one can't run it).
+    # `owns_modules`: the method has learned modules of its own (DynamicViT's predictors), made by
+    #   `make_modules(model)`; `rv.apply` registers them on the model (`model.retokviz_modules`: in its parameters,
+    #   state_dict and checkpoints, trained with it) and `rv.remove` takes them out. Such a method reduces at the
+    #   block's input, before attention, and is handed an `InputView` instead of an `AttentionView`; it is applied
+    #   alone (not composed).
+    # `counts_from_start`: the tokens a reduction block leaves depend on the patch tokens the pass started with
+    #   (DynamicViT keeps keep_rate ** (i + 1) of them at its i-th block); its `tokens_after` takes `start=` and
+    #   `depth=` (ask `count_after`, which passes them where needed).
     has_keep_rate: ClassVar[bool] = False
     needs_class_token: ClassVar[bool] = False
+    owns_modules: ClassVar[bool] = False
+    counts_from_start: ClassVar[bool] = False
+
+    def make_modules(self, model: nn.Module) -> nn.Module:
+        """The learned modules of a method that owns some, fresh, for `model` (on its device, in its dtype)."""
+        raise NotImplementedError
+
+    def fits_modules(self, modules: nn.Module, model: nn.Module) -> bool:
+        """Whether `modules` (made before, maybe trained) serve this method on `model`, so that applying it again
+        (another keep rate, say) keeps them."""
+        raise NotImplementedError
 
     def reduction_layers(self, depth: int) -> tuple[int, ...]:
         """The block indices (0-based, sorted) where this method reduces, in a model of `depth` blocks.
@@ -170,6 +219,15 @@ class Method:
             the new tokens, their sizes, and the Regroup if `track`.
         """
         raise NotImplementedError
+
+
+def count_after(method: Method, num_tokens: int, layer: int, start: int, depth: int) -> int:
+    """The patch tokens leaving reduction block `layer` of a `depth`-block model that receives `num_tokens`, in a
+    pass that started with `start` patch tokens: `method.tokens_after`, given what a `counts_from_start` method
+    needs."""
+    if method.counts_from_start:
+        return method.tokens_after(num_tokens, layer, start=start, depth=depth)
+    return method.tokens_after(num_tokens, layer)
 
 
 # One method, or several composed in order (a tuple, or any sequence as rv.apply takes them).

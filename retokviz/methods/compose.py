@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from retokviz.methods.base import Method
+from retokviz.methods.base import Method, count_after
 from retokviz.methods.tome import ToMe
 
 
@@ -70,7 +70,7 @@ def token_counts(methods: Method | tuple[Method, ...], depth: int, num_patches: 
     plan, tokens, counts = schedule(methods, depth), num_patches, []
     for layer in range(depth):
         for method in plan.get(layer, ()):
-            tokens = method.tokens_after(tokens, layer)
+            tokens = count_after(method, tokens, layer, num_patches, depth)
         counts.append(tokens)
     return counts
 

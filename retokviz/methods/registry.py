@@ -2,7 +2,7 @@
 sweep and the explorer look methods up in.
 
     rv.methods.registry.method_class("evit")          # -> rv.EViT  (case-insensitive; "EViT" works too)
-    rv.methods.registry.method_names()                 # ("evit", "imagepiece", "tome")
+    rv.methods.registry.method_names()                 # ("evit", "imagepiece", "tome", "dynamicvit")
     rv.methods.registry.method_name(rv.ToMe(r=8))      # "tome"; a composition: "imagepiece+tome"
     rv.methods.registry.register(MyMethod, "mine")     # a method of your own, known to all of the above
     rv.methods.registry.describe(rv.EViT(keep_rate=0.7))   # "EViT(keep_rate=0.7)": how an instance reads
@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from retokviz.methods.base import Method
+from retokviz.methods.dynamicvit import DynamicViT
 from retokviz.methods.evit import EViT
 from retokviz.methods.imagepiece import ImagePiece
 from retokviz.methods.tome import ToMe
 
 # short name -> class; the short name is what command lines, CSV tables and the explorer use.
-_METHODS: dict[str, type[Method]] = {"evit": EViT, "imagepiece": ImagePiece, "tome": ToMe}
+_METHODS: dict[str, type[Method]] = {"evit": EViT, "imagepiece": ImagePiece, "tome": ToMe, "dynamicvit": DynamicViT}
 # short name -> the name people read (class name, as the papers write it).
-_LABELS: dict[str, str] = {"evit": "EViT", "imagepiece": "ImagePiece", "tome": "ToMe"}
+_LABELS: dict[str, str] = {"evit": "EViT", "imagepiece": "ImagePiece", "tome": "ToMe", "dynamicvit": "DynamicViT"}
 # The compositions offered by name (the explorer's method menu, the sweep's --methods).
 COMPOSITIONS: tuple[str, ...] = ("imagepiece+tome",)
 

@@ -43,7 +43,7 @@ from torch import nn
 from retokviz._util.files import write_atomically
 from retokviz.models.bundled import FORMER_NAMES
 from retokviz.methods.registry import build_method, method_spec
-from retokviz.patch import apply, method_of
+from retokviz.patch import MODULES, apply, method_of
 
 DATA_DIR = Path(__file__).parents[2] / "data"
 METADATA_KEY = "retokviz"
@@ -170,7 +170,8 @@ def export_checkpoint(
     stem = has_coherence_stem(model)
     with torch.device("meta"):  # shapes only: no memory, no initialisation, the RNG untouched
         rebuilt = _shapes(build_model(name, kwargs, stem))
-    own = _shapes(model)
+    # a learned method's modules (model.retokviz_modules) come back when the method is applied on loading
+    own = {key: shape for key, shape in _shapes(model).items() if not key.startswith(MODULES + ".")}
     if rebuilt != own:
         differ = sorted(set(rebuilt.items()) ^ set(own.items()))[:4]
         raise ValueError(f"timm.create_model({name!r}, **{kwargs}) doesn't rebuild this model (parameters that "
@@ -343,6 +344,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.Path
     except (RuntimeError, TypeError, ValueError) as error:   # timm: unknown name, or kwargs the model doesn't take
         raise CheckpointError(f"{path}: its metadata describes a model that can't be built, "
                               f"timm.create_model({name!r}, **{kwargs}): {error}") from error
+    owned = {key.removeprefix(MODULES + "."): tensors.pop(key) for key in list(tensors)
+             if key.startswith(MODULES + ".")}                 # a learned method's modules, loaded once applied
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -356,6 +359,11 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, directory: str | os.Path
             apply(model, method)
         except (ValueError, TypeError) as error:             # UnsupportedModelError is a TypeError
             raise CheckpointError(f"{path}: its method doesn't fit its model: {error}") from error
+    if owned or MODULES in model._modules:
+        try:
+            model.get_submodule(MODULES).load_state_dict(owned, strict=True)
+        except (AttributeError, RuntimeError) as error:
+            raise CheckpointError(f"{path}: its weights don't fit the modules of its method: {error}") from error
     # retokviz trains on images normalised with ImageNet's mean and std (rv.data.normalize, timm's transforms),
     # whatever the timm configuration it builds from says (vit_tiny's says 0.5): say so where preprocessing reads it.
     model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}),

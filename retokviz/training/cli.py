@@ -35,8 +35,12 @@ from retokviz.methods.registry import method_spec
 from retokviz.models.checkpoints import DATA_DIR, MAX_BYTES, export_checkpoint
 from retokviz.methods.base import Method
 from retokviz.methods.registry import method_class, method_names
-from retokviz.training.loop import (Ranks, TrainConfig, TrainResult, check_run_folder, check_schedule,
-                               check_writable_folder, keep_rate_targets, train)
+from retokviz._util.files import check_writable_folder
+from retokviz.training.config import TrainConfig, TrainResult
+from retokviz.training.distributed import Ranks
+from retokviz.training.loop import train
+from retokviz.training.resume import check_run_folder
+from retokviz.training.schedule import check_schedule, keep_rate_targets
 
 NO_METHOD = "none"
 # The method options and the field each sets.

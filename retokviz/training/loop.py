@@ -2,7 +2,7 @@
 
     result = rv.train(model, train_set, test_set, rv.TrainConfig(epochs=30, out_dir="runs/evit"), rv.EViT(0.7))
 
-The command line, `python -m retokviz.training` (retokviz/train/cli.py), builds the model and the data from its options
+The command line, `python -m retokviz.training` (retokviz/training/cli.py), builds the model and the data from its options
 and calls `train`.
 
 The recipe (DeiT's, which the EViT paper trains with): AdamW with lr 5e-4 x batch/512 and weight decay 0.05 (none on
@@ -29,19 +29,13 @@ step sees the same global batch whatever the number of ranks.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
-import pickle
-import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -53,331 +47,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from retokviz._util.checks import is_int, is_real
 from retokviz._util.device import resolve_device
 from retokviz._util.files import write_atomically
 from retokviz.methods.registry import method_spec
-from retokviz.methods.base import Method, Methods
+from retokviz.methods.base import Methods
 from retokviz.patch import apply
-from retokviz._util.files import check_writable_folder
-
-
-# Fields that may change when a run is resumed: where and how fast it runs, not what it computes.
-RUNTIME_FIELDS = frozenset({"device", "num_workers", "progress", "out_dir"})
-# What last.pt holds; a file without these is not a training state.
-STATE_KEYS = frozenset({"epoch", "step", "model", "optimizer", "config", "method", "history", "rng"})
-
-
-def _require(valid: bool, name: str, value: object, allowed: str) -> None:
-    if not valid:
-        raise ValueError(f"TrainConfig.{name} must be {allowed}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train (the DeiT recipe, scaled down by default for the generated data).
-
-    Args:
-        epochs: passes over the training set, >= 1.
-        batch_size: the global batch, split evenly across ranks under torchrun.
-        lr: AdamW's peak learning rate; None means DeiT's 5e-4 x batch_size / 512.
-        min_lr: where the cosine ends; None means lr / 50 (DeiT's 1e-5 for 5e-4).
-        weight_decay: AdamW's, not applied to norms, biases, position embedding and tokens.
-        warmup_epochs: linear learning-rate warm-up, 0 <= warmup_epochs < epochs.
-        keep_warmup_epochs: epochs at keep rate 1.0 before the keep rate decays (methods with a keep rate).
-        keep_decay_epochs: epochs of per-iteration cosine decay from 1.0 to the method's keep rate.
-        label_smoothing: in [0, 1).
-        mixup: mixup's Beta alpha, 0 for none (timm's Mixup; the loss becomes soft-target cross-entropy).
-        cutmix: cutmix's Beta alpha, 0 for none.
-        seed: seeds torch, numpy, python and the data loader (rank r uses seed + r), 0 <= seed < 2**31.
-        device: "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N"; under torchrun cuda means
-            cuda:LOCAL_RANK.
-        amp: bf16 autocast on CUDA (ignored on CPU).
-        deterministic: torch.use_deterministic_algorithms (warn-only) while training; a resumed run then
-            reproduces an uninterrupted one on a CPU.
-        num_workers: data loader worker processes per rank.
-        out_dir: where last.pt and metrics.jsonl go; None writes nothing (and can't resume).
-        progress: a progress bar (in notebooks and terminals) and one line per epoch; False prints nothing.
-    """
-
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float | None = None
-    min_lr: float | None = None
-    weight_decay: float = 0.05
-    warmup_epochs: int = 2
-    keep_warmup_epochs: int = 1
-    keep_decay_epochs: int = 10
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    deterministic: bool = True
-    num_workers: int = 0
-    out_dir: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            _require(is_int(value) and value >= 1, name, value, "an int >= 1")
-        for name in ("keep_warmup_epochs", "keep_decay_epochs", "num_workers"):
-            value = getattr(self, name)
-            _require(is_int(value) and value >= 0, name, value, "an int >= 0")
-        _require(is_int(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
-                 self.warmup_epochs, f"an int in [0, epochs={self.epochs})")
-        _require(self.lr is None or (is_real(self.lr) and self.lr > 0), "lr", self.lr, "None or a number > 0")
-        _require(self.min_lr is None or (is_real(self.min_lr) and 0 <= self.min_lr <= self.peak_lr), "min_lr",
-                 self.min_lr, f"None or a number in [0, lr={self.peak_lr:g}]")
-        for name in ("weight_decay", "mixup", "cutmix"):
-            value = getattr(self, name)
-            _require(is_real(value) and value >= 0, name, value, "a number >= 0")
-        _require(is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing",
-                 self.label_smoothing, "a number in [0, 1)")
-        _require(is_int(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "an int in [0, 2**31)")
-        for name in ("amp", "deterministic", "progress"):
-            _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
-        try:
-            valid_device = self.device == "auto" or torch.device(self.device).type in ("cpu", "cuda")
-        except (RuntimeError, TypeError):
-            valid_device = False
-        _require(valid_device, "device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
-        if self.out_dir is not None:  # a str, so that the config stored in last.pt is plain data
-            object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
-
-    @property
-    def peak_lr(self) -> float:
-        """The learning rate after warm-up: `lr`, or DeiT's 5e-4 x batch_size / 512."""
-        return self.lr if self.lr is not None else 5e-4 * self.batch_size / 512
-
-    @property
-    def final_lr(self) -> float:
-        """The learning rate the cosine ends at: `min_lr`, or lr / 50."""
-        return self.min_lr if self.min_lr is not None else self.peak_lr / 50
-
-
-@dataclass
-class TrainResult:
-    """What `train` returns.
-
-    Attributes:
-        metrics: the last epoch's record (as in metrics.jsonl).
-        history: one record per epoch: epoch, train_loss, train_acc, test_loss, test_acc, keep_rate (at the
-            epoch's last step, of the first method with one in a composition; None without a keep-rate method),
-            lr (at the epoch's last step), images_per_second (training), seconds (the whole epoch, evaluation
-            included). Accuracies are fractions.
-        checkpoint: out_dir/last.pt, or None when nothing was written.
-    """
-
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]]
-    checkpoint: Path | None
-
-
-# ------------------------------------------------------------------------------------------------- schedules
-
-def keep_rate_at(step: int, steps_per_epoch: int, target: float, warmup_epochs: int, decay_epochs: int) -> float:
-    """EViT's keep-rate schedule: 1.0 for `warmup_epochs`, a per-iteration cosine down to `target` over
-    `decay_epochs`, then `target`. `step` counts iterations from 0."""
-    warmup, decay = warmup_epochs * steps_per_epoch, decay_epochs * steps_per_epoch
-    if step < warmup:
-        return 1.0
-    if step >= warmup + decay:
-        return target
-    progress = (step - warmup) / decay
-    return min(1.0, target + (1.0 - target) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float) -> float:
-    """The learning rate of iteration `step` (from 0): linear warm-up to `peak_lr` over `warmup_steps`, reaching it
-    at the last warm-up step, then a cosine from `peak_lr` towards `final_lr` at `total_steps`."""
-    if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / (total_steps - warmup_steps)
-    return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _members(method: Methods | None) -> tuple[Method, ...]:
-    if method is None:
-        return ()
-    return (method,) if isinstance(method, Method) else tuple(method)
-
-
-def keep_rate_targets(method: Methods | None) -> list[float]:
-    """The keep rates the schedule leads to: of `method` or of each method of a composition that has a keep rate
-    (`has_keep_rate`: EViT, ImagePiece); empty when the schedule doesn't apply (None, ToMe)."""
-    return [member.keep_rate for member in _members(method) if member.has_keep_rate]
-
-
-def at_keep_rates(method: Methods, keep_for: Callable[[float], float]) -> Methods:
-    """`method` with each keep rate k replaced by keep_for(k) (in each method of a composition, given as a list)."""
-    members = [dataclasses.replace(member, keep_rate=keep_for(member.keep_rate)) if member.has_keep_rate else member
-               for member in _members(method)]
-    return members[0] if isinstance(method, Method) else members
-
-
-def check_schedule(config: TrainConfig, method: Methods | None) -> None:
-    """Raise ValueError if a keep-rate method would not reach its own keep rate by the end of training."""
-    schedule = config.keep_warmup_epochs + config.keep_decay_epochs
-    targets = keep_rate_targets(method)
-    if targets and schedule > config.epochs:
-        raise ValueError(
-            f"the keep-rate schedule, keep_warmup_epochs={config.keep_warmup_epochs} + keep_decay_epochs="
-            f"{config.keep_decay_epochs} = {schedule}, must fit in epochs={config.epochs} so that training ends "
-            f"at the method's own keep rate {targets[0]}"
-        )
-
-
-# ------------------------------------------------------------------------------------------- ranks, devices
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> Ranks:
-        return cls(*(int(os.environ.get(name, default)) for name, default in
-                     (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _sum_across_ranks(values: Tensor, ranks: Ranks) -> Tensor:
-    if ranks.world_size > 1:
-        dist.all_reduce(values)
-    return values
-
-
-# ----------------------------------------------------------------------------------------------- RNG states
-
-def _rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
-    """This process's random states, as plain data that torch.load(weights_only=True) reads back."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,   # this rank's device
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
-        "python": random.getstate(),
-        "loader": loader_generator.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any], loader_generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    random.setstate(state["python"])
-    loader_generator.set_state(state["loader"])
-
-
-def _seed(seed: int, loader_generator: torch.Generator) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    loader_generator.manual_seed(seed)
-
-
-# ------------------------------------------------------------------------------------ the run folder, resume
-
-class _NotRecorded:
-    """Stands for a field that one of two compared records lacks."""
-
-    def __repr__(self) -> str:
-        return "<not recorded>"
-
-
-_NOT_RECORDED = _NotRecorded()
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """"name: saved -> current" for every key whose value differs between two records (or that one lacks)."""
-    keys = dict.fromkeys([*current, *saved])
-    return [f"{key}: {saved.get(key, _NOT_RECORDED)!r} -> {current.get(key, _NOT_RECORDED)!r}"
-            for key in keys if saved.get(key, _NOT_RECORDED) != current.get(key, _NOT_RECORDED)]
-
-
-def _read_state(path: Path) -> dict[str, Any]:
-    """last.pt's content, with errors that name the file and say what to do."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError) as error:
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
-        raise ValueError(f"{path} is corrupt or truncated ({type(error).__name__}: {reason}), so the run can't be "
-                         f"resumed from it; delete it and {path.parent / 'metrics.jsonl'} to train the run from the "
-                         "start, or train into another out_dir (--out)") from error
-    if not (isinstance(state, dict) and STATE_KEYS <= state.keys()):
-        raise ValueError(f"{path} is not a training state written by rv.train (it lacks "
-                         f"{sorted(STATE_KEYS - set(state) if isinstance(state, dict) else STATE_KEYS)}); "
-                         "train into another out_dir (--out)")
-    return state
-
-
-def load_training_state(path: str | os.PathLike, config: TrainConfig, method: Methods | None,
-                        settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A run's last.pt, checked to continue the same run: the same TrainConfig (but RUNTIME_FIELDS), method and
-    settings.
-
-    Raises:
-        FileNotFoundError: there is no `path`.
-        ValueError: `path` is corrupt, or not a training state, or resuming would change the run (the message names
-            every field that differs, as "name: recorded -> asked for").
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"there is no {path} to resume from; start the run without resume=True (--resume)")
-    state = _read_state(path)
-    saved = {key: value for key, value in state["config"].items() if key not in RUNTIME_FIELDS}
-    current = {key: value for key, value in asdict(config).items() if key not in RUNTIME_FIELDS}
-    changed = _differences(saved, current)
-    changed += _differences({"method": state["method"]}, {"method": method_spec(method)})
-    changed += _differences(state.get("settings") or {}, settings or {})
-    if changed:
-        raise ValueError(f"{path} is from a different run; resuming would change {'; '.join(changed)}. Resume with "
-                         "the same settings, or train into a new out_dir")
-    return state
-
-
-def check_run_folder(config: TrainConfig, method: Methods | None = None, *, resume: bool = False,
-                     settings: dict[str, Any] | None = None) -> int:
-    """Raise now what `train` would raise about config.out_dir, so that a caller can fail before building data.
-
-    Returns:
-        the epochs the run has done: 0 for a new run, those recorded in last.pt when resuming.
-
-    Raises:
-        ValueError: resume without out_dir; a last.pt that is corrupt or from a different run.
-        FileExistsError: out_dir holds a run and resume is False.
-        FileNotFoundError: resume is True and out_dir holds no last.pt.
-        NotADirectoryError, PermissionError: out_dir can't be written.
-    """
-    last = _checkpoint_path(config, resume)
-    return load_training_state(last, config, method, settings)["epoch"] if resume else 0
-
-
-def _checkpoint_path(config: TrainConfig, resume: bool) -> Path | None:
-    """config.out_dir/last.pt (None without out_dir), checked to be writable and to agree with `resume`."""
-    if config.out_dir is None:
-        if resume:
-            raise ValueError("resume=True needs TrainConfig.out_dir, the folder of the run to continue")
-        return None
-    check_writable_folder(config.out_dir, "TrainConfig.out_dir")
-    last = Path(config.out_dir) / "last.pt"
-    if resume and not last.is_file():
-        raise FileNotFoundError(f"there is no {last} to resume from; start the run without resume=True (--resume)")
-    if not resume and last.exists():
-        raise FileExistsError(f"{last} holds an earlier run; pass resume=True (--resume) to continue it, or train "
-                              "into another out_dir")
-    return last
+from retokviz.training.config import TrainConfig, TrainResult
+from retokviz.training.distributed import Ranks, sum_across_ranks
+from retokviz.training.losses import PruningObjective, make_teacher, uses_teacher
+from retokviz.training.resume import (checkpoint_path, load_training_state, rng_state,
+                                      seed_everything, set_rng_state)
+from retokviz.training.schedule import at_keep_rates, check_schedule, keep_rate_at, keep_rate_targets, lr_at
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -394,7 +74,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bo
                 logits = model(images).float()
             totals += torch.stack([F.cross_entropy(logits, labels, reduction="sum"),
                                    (logits.argmax(-1) == labels).sum(), torch.tensor(len(labels), device=device)])
-    loss, correct, count = _sum_across_ranks(totals, ranks).tolist()
+    loss, correct, count = sum_across_ranks(totals, ranks).tolist()
     return loss / count, correct / count
 
 
@@ -431,7 +111,7 @@ def train(model: nn.Module, train_set: Dataset, test_set: Dataset, config: Train
     ranks = Ranks.from_env()
     _check_batch(config, ranks)
     device = resolve_device(config.device, ranks.local_rank)
-    last = _checkpoint_path(config, resume)
+    last = checkpoint_path(config, resume)
     if config.deterministic:  # cuBLAS reads this when CUDA starts; without it some matmuls are non-deterministic
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if device.type == "cuda":
@@ -491,6 +171,7 @@ class _Run:
     device: torch.device
     amp: bool                         # bf16 autocast (on CUDA only)
     last: Path | None                 # where each epoch's state goes (None: nowhere)
+    objective: PruningObjective | None = None   # the loss when it is not the criterion's alone (DynamicViT)
 
 
 @dataclass
@@ -508,13 +189,18 @@ def _fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainC
     """`train` once the process is set up: load or seed, then train, evaluate and save epoch by epoch."""
     loaders = _make_loaders(train_set, test_set, config, ranks, device)
     model.to(device)
+    # DynamicViT distils from the model as given (before any resume loads weights into it), and its predictors
+    # exist (the method applied) before the optimizer is made and a resume loads them
+    teacher = make_teacher(model) if uses_teacher(method) else None
+    if teacher is not None:
+        apply(model, method)
     optimizer = create_optimizer_v2(model, "adamw", lr=config.peak_lr, weight_decay=config.weight_decay)
     if resume:
         progress = _restore(last, model, optimizer, loaders.generator, config, method, settings, ranks)
     else:
-        _seed(config.seed + ranks.rank, loaders.generator)
+        seed_everything(config.seed + ranks.rank, loaders.generator)
         progress = _Progress()
-    run = _start_run(model, method, config, loaders, optimizer, ranks, device, last)
+    run = _start_run(model, method, config, loaders, optimizer, ranks, device, last, teacher)
     for epoch in range(progress.epoch, config.epochs):
         _run_epoch(run, progress, epoch, settings)
     if method is not None:
@@ -558,24 +244,27 @@ def _restore(last: Path, model: nn.Module, optimizer: torch.optim.Optimizer, loa
     optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]
     if len(rng) == ranks.world_size:
-        _set_rng_state(rng[ranks.rank], loader_generator)
+        set_rng_state(rng[ranks.rank], loader_generator)
     else:  # resumed on another number of ranks: the data order is the same, augmentation draws differ
-        _seed(config.seed + ranks.rank + state["epoch"], loader_generator)
+        seed_everything(config.seed + ranks.rank + state["epoch"], loader_generator)
     return _Progress(state["epoch"], state["step"], state["history"])
 
 
 def _start_run(model: nn.Module, method: Methods | None, config: TrainConfig, loaders: _Loaders,
-               optimizer: torch.optim.Optimizer, ranks: Ranks, device: torch.device, last: Path | None) -> _Run:
-    """Apply the method, wrap the model for DDP and pick the loss: what every epoch then uses."""
+               optimizer: torch.optim.Optimizer, ranks: Ranks, device: torch.device, last: Path | None,
+               teacher: nn.Module | None = None) -> _Run:
+    """Apply the method, wrap the model for DDP and pick the loss: what every epoch then uses (with a `teacher`,
+    DynamicViT's objective, `retokviz.training.losses`)."""
     if method is not None:
         apply(model, method)
-    network = model if ranks.world_size == 1 else DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+    network = model if ranks.world_size == 1 else DistributedDataParallel(   # predictors idle at keep rate 1.0
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=teacher is not None)
     mixup = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
                   num_classes=model.num_classes) if config.mixup or config.cutmix else None
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    objective = None if teacher is None else PruningObjective(model, teacher, criterion)
     return _Run(model, network, method, keep_rate_targets(method), config, loaders, optimizer, mixup, criterion,
-                ranks, device, config.amp and device.type == "cuda", last)
+                ranks, device, config.amp and device.type == "cuda", last, objective)
 
 
 def _run_epoch(run: _Run, progress: _Progress, epoch: int, settings: dict[str, Any] | None) -> None:
@@ -617,7 +306,7 @@ def _train_epoch(run: _Run, progress: _Progress, epoch: int) -> dict[str, Any]:
         lr = _schedule_lr(run, progress.step)
         totals += _train_step(run, images, labels)
         progress.step += 1
-    loss_sum, correct, count = _sum_across_ranks(totals, run.ranks).tolist()   # waits for the GPU's queue
+    loss_sum, correct, count = sum_across_ranks(totals, run.ranks).tolist()   # waits for the GPU's queue
     return {"loss": loss_sum / count, "acc": correct / count, "keep_rate": keep, "lr": lr,
             "images_per_second": count / (time.perf_counter() - started)}
 
@@ -651,8 +340,12 @@ def _train_step(run: _Run, images: Tensor, labels: Tensor) -> Tensor:
     images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
     inputs, targets = run.mixup(images, labels) if run.mixup else (images, labels)
     with torch.autocast(run.device.type, torch.bfloat16, enabled=run.amp):
-        logits = run.network(inputs).float()
-    loss = run.criterion(logits, targets)
+        if run.objective is None:
+            logits = run.network(inputs).float()
+        else:
+            logits, loss = run.objective(run.network, inputs, targets)
+    if run.objective is None:
+        loss = run.criterion(logits, targets)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -662,7 +355,7 @@ def _train_step(run: _Run, images: Tensor, labels: Tensor) -> Tensor:
 
 def _save_epoch(run: _Run, progress: _Progress, settings: dict[str, Any] | None) -> None:
     """Rank 0 writes last.pt (atomically) and then metrics.jsonl; every rank contributes its RNG state."""
-    rng = [_rng_state(run.loaders.generator)]
+    rng = [rng_state(run.loaders.generator)]
     if run.ranks.world_size > 1:
         gathered: list[Any] = [None] * run.ranks.world_size
         dist.all_gather_object(gathered, rng[0])

@@ -28,7 +28,9 @@ from retokviz.data.clutter import CLASSES, make_clutter
 from retokviz.images import denormalize
 from retokviz.methods.base import Method
 from retokviz.views.figure import Figure
-from retokviz.training.loop import TrainConfig, TrainResult, keep_rate_at, lr_at, train
+from retokviz.training.config import TrainConfig, TrainResult
+from retokviz.training.loop import train
+from retokviz.training.schedule import keep_rate_at, lr_at
 
 TRAIN_COLOUR, TEST_COLOUR, KEEP_COLOUR = "#0072B2", "#D55E00", "#009E73"
 
@@ -191,7 +193,7 @@ def train_live(model: nn.Module, train_set: Dataset, test_set: Dataset, config: 
 
 
 def plot_schedule(config: TrainConfig, steps_per_epoch: int, keep_rate: float) -> Figure:
-    """The keep rate and the learning rate of every iteration of a run (`retokviz.training.loop.keep_rate_at` and
+    """The keep rate and the learning rate of every iteration of a run (`retokviz.training.schedule.keep_rate_at` and
     `lr_at`): keep rate 1.0 for config.keep_warmup_epochs, a cosine down to `keep_rate` over
     config.keep_decay_epochs, then `keep_rate`; the learning rate's linear warm-up and cosine beside it."""
     total = config.epochs * steps_per_epoch

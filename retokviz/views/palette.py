@@ -96,6 +96,7 @@ HEAT_ALPHA = (0.2, 0.85)
 REMOVED_BACKGROUND_HEX = "#0a84c8"   # blue: background let go of, as a good method does
 REMOVED_OBJECT_HEX = "#f04a00"       # vermilion: the object let go of
 REMOVED_ALPHA = 0.6
+LET_GO_HEX = "#7b3fe4"               # violet: let go of, on a picture without a mask (no background/object split)
 REMOVED_LABELS = {"background": "let go of: background", "object": "let go of: touches the object",
                   "kept": "still carried alone"}
 
@@ -153,6 +154,7 @@ def legend_entries(view: str) -> list[tuple[str | None, tuple[str, str, bool]]]:
                       ("dropped", ("dropped before this block", DROPPED_HEX, True))],
         "removed": [("background", (REMOVED_LABELS["background"], REMOVED_BACKGROUND_HEX, False)),
                     ("object", (REMOVED_LABELS["object"], REMOVED_OBJECT_HEX, False)),
+                    ("let go", ("let go of (no object outline to split by)", LET_GO_HEX, False)),
                     (None, (REMOVED_LABELS["kept"], KEPT_HEX, False))],
         "lineage": [(None, ("the patch", LINEAGE_PATCH_HEX, False)),
                     (None, ("carried by the same token", LINEAGE_HEX, False)),

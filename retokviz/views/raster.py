@@ -23,6 +23,7 @@ from retokviz.views import palette
 from retokviz.views.extract import TraceArrays, check_block, patch_position, to_uint8
 
 VIEWS: tuple[str, ...] = ("status", "pieces", "attention", "removed")
+VIEW_LABELS = {"status": "status", "pieces": "pieces", "attention": "attention", "removed": "removed background"}
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -286,17 +287,18 @@ def removed_counts(arrays: TraceArrays, block: int) -> dict[str, float]:
 
 def removed_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
     """[H, W, 3] uint8: each patch let go of up to `block` tinted by whether it touches the object (vermilion) or
-    is background (blue), over the greyed picture; the other patches as they are.
-
-    Raises:
-        ValueError: the arrays hold no mask.
+    is background (blue), over the greyed picture; the other patches as they are. Without a mask (a picture of
+    your own: nothing says which pixels are the object) every patch let go of takes one colour (palette.LET_GO_HEX).
     """
-    on_object = object_patches(arrays)
     removed = removed_patches(arrays, block)
     out = arrays.picture.copy()
     grey = greyed(arrays.picture)
-    for where, colour in ((removed & ~on_object, palette.REMOVED_BACKGROUND_HEX),
-                          (removed & on_object, palette.REMOVED_OBJECT_HEX)):
+    if arrays.mask is None:
+        groups = ((removed, palette.LET_GO_HEX),)
+    else:
+        on_object = object_patches(arrays)
+        groups = ((removed & ~on_object, palette.REMOVED_BACKGROUND_HEX), (removed & on_object, palette.REMOVED_OBJECT_HEX))
+    for where, colour in groups:
         pixels = upsample(arrays, where)
         out[pixels] = grey[pixels]
         _mix(out, pixels, palette.hex_to_rgb(colour), palette.REMOVED_ALPHA)
@@ -315,8 +317,12 @@ def legend_keys(arrays: TraceArrays, view: str, blocks: int | list[int]) -> set[
             keys.add("dropped")
     if view == "removed":
         last = max(blocks)
-        keys |= palette.present_in(arrays.status[last], removed=removed_patches(arrays, last),
-                                   on_object=object_patches(arrays))
+        removed = removed_patches(arrays, last)
+        if arrays.mask is None:
+            keys |= {"let go"} if removed.any() else set()
+        else:
+            keys |= palette.present_in(arrays.status[last], removed=removed, on_object=object_patches(arrays))
+        keys.add("no mask" if arrays.mask is None else "mask")
     return keys
 
 

@@ -2,22 +2,8 @@
 (function () {
   const D = JSON.parse(document.getElementById('data').textContent);
   const $ = (id) => document.getElementById(id);
-  const state = {rate: D.settings.length - 1, block: D.num_blocks - 1, view: 0, patch: null, timer: null};
-  const opening = D.start.keep_rate === undefined ? 0.7 : D.start.keep_rate;   // the setting it was saved on
-  let nearest = Infinity;
-  D.settings.forEach((s, i) => { const d = Math.abs(s.keep_rate - opening); if (d < nearest - 1e-9) { nearest = d; state.rate = i; } });
-  if (D.start.keep_rate === undefined && nearest > 1e-6) state.rate = D.settings.length - 1;
-  if (D.start.block !== undefined) state.block = Math.min(D.start.block, D.num_blocks - 1);
-  if (D.start.view !== undefined && D.views.indexOf(D.start.view) >= 0) state.view = D.views.indexOf(D.start.view);
-  const rate = $('rate'), block = $('block');
-  rate.min = 0; rate.max = D.settings.length - 1; rate.step = 1; rate.value = state.rate;
-  block.min = 0; block.max = D.num_blocks - 1; block.step = 1; block.value = state.block;
-  D.views.forEach((v, i) => {
-    const label = document.createElement('label');
-    label.innerHTML = '<input type="radio" name="view" value="' + i + '"' + (i === state.view ? ' checked' : '') + '> ' +
-      D.view_labels[i];
-    $('views').appendChild(label);
-  });
+  const state = {patch: null, timer: null};
+  const {rate, block} = retokvizControls(D, D.settings.map((s) => s.keep_rate), state, true);
   const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]));
   const pct = (p) => (100 * p).toFixed(1) + ' %';
   const mega = (m) => (m / 1e6).toFixed(1) + ' M';
