@@ -33,7 +33,7 @@ from retokviz.methods.budget import method_at
 from retokviz.methods.compose import token_counts
 from retokviz.measure.intervals import bootstrap, paired_difference, share
 from retokviz.measure.metrics import correct, let_go_counts
-from retokviz._util.files import check_output_files, figure_format
+from retokviz._util.files import check_output_files, figure_format, write_atomically
 from retokviz.views.figure import Figure
 from retokviz.views.palette import method_colour
 
@@ -243,12 +243,12 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_files(parser, json=args.json, plot=args.plot)     # before any model runs
     result = evaluate(args.test_size, args.seed, rates, args.checkpoints, progress=True, checkpoint_set=args.set)
     print(format_tables(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:   # every file written whole, or not at all
+        text = (json.dumps(result, indent=2) + "\n").encode()
+        write_atomically(args.json, lambda file: file.write(text))
     if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_evaluation(result).savefig(args.plot, dpi=110)
+        figure = plot_evaluation(result)
+        write_atomically(args.plot, lambda file: figure.savefig(file, format=figure_format(args.plot, "--plot"), dpi=110))
     return result
 
 

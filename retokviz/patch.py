@@ -232,11 +232,11 @@ class ReducingBlock(Block):
             self._retokviz_qk["k"] = k
 
 
-def _acting(methods: tuple[Method, ...], num_tokens: int, layer: int) -> list[Method]:
+def _acting(methods: tuple[Method, ...], num_tokens: int, block: int) -> list[Method]:
     """The methods of a block that change its `num_tokens` patch tokens, in order."""
     acting = []
     for method in methods:
-        after = method.tokens_after(num_tokens, layer)
+        after = method.tokens_after(num_tokens, block)
         if after != num_tokens:
             acting.append(method)
         num_tokens = after

@@ -23,3 +23,18 @@ def test_setup_prints_device_versions_and_mode(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["device", "versions", "mode"]
     assert settings.device in ("cpu", "cuda") and "quick" in lines[2] and "torch" in lines[1]
+
+
+@pytest.mark.parametrize("word, quick", [("off", False), ("no", False), ("False", False), (" 0 ", False),
+                                         ("on", True), ("YES", True), ("true", True)])
+def test_a_users_words_for_yes_and_no_mean_what_they_say(monkeypatch, word, quick):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("RETOKVIZ_QUICK", word)
+    assert rv.notebook.quick_mode() is quick
+
+
+def test_a_word_that_is_neither_yes_nor_no_is_refused_naming_the_accepted_ones(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("RETOKVIZ_QUICK", "maybe")
+    with pytest.raises(ValueError, match=r"RETOKVIZ_QUICK='maybe' is neither yes nor no; use one of 1, true, yes"):
+        rv.notebook.quick_mode()

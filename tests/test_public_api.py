@@ -86,3 +86,13 @@ def test_the_explorers_former_layer_name_still_works_with_a_deprecation():
     assert _renamed(2, None) == 2
     with pytest.raises(ValueError, match="block=2 and its former name layer=3 disagree"):
         _renamed(2, 3)
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "cuda:x", 3])
+def test_a_device_nobody_has_is_refused_naming_the_accepted_ones(device):
+    from retokviz._util.device import resolve_device
+
+    with pytest.raises(ValueError, match=r"device must be auto, cpu, cuda, cuda:N or mps, got"):
+        resolve_device(device)
+    with pytest.raises(ValueError, match=r"device must be auto, cpu, cuda, cuda:N or mps"):
+        rv.SweepConfig(out="table.csv", checkpoints=("small-baseline",), device=device)

@@ -250,8 +250,12 @@ def test_removed_view_needs_a_mask_and_colours_by_object():
     assert background[2] > background[0]                    # blue
     assert on_object[0] > on_object[2]                      # vermilion
     np.testing.assert_array_equal(patch_pixels(image, 0), patch_pixels(to_uint8(arrays.picture), 0))
-    with pytest.raises(ValueError, match="needs the object's mask"):
-        raster.removed_image(extract(hand_trace(), hand_picture()), 2)
+    with pytest.raises(ValueError, match="needs the object's mask"):           # no split to count without one
+        raster.removed_counts(extract(hand_trace(), hand_picture()), 2)
+    unmasked = raster.removed_image(extract(hand_trace(), hand_picture()), 2, outline=False).astype(int)
+    for patch in (4, 5):                                                    # without a mask: both in one colour
+        let_go = patch_pixels(unmasked, patch).mean(axis=(0, 1))           # violet: red and blue over green
+        assert let_go[0] > let_go[1] and let_go[2] > let_go[1], (patch, let_go)
     tome = extract(hand_trace(rv.ToMe(r=2)), hand_picture(), mask=mask)
     assert raster.removed_patches(tome, 2).ravel().tolist() == [1, 1, 1, 1, 0, 0]      # ToMe: merged
 

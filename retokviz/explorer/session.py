@@ -23,7 +23,7 @@ from retokviz.explorer.inputs import Gallery
 from retokviz.measure.macs import count_macs
 from retokviz.methods.budget import method_at
 from retokviz.methods.registry import method_name, method_names
-from retokviz.patch import UnsupportedModelError, applied, apply, check_model, method_of, remove
+from retokviz.patch import UnsupportedModelError, applied, check_model, method_of
 from retokviz.trace.record import Trace, record
 from retokviz.views.extract import TraceArrays, extract
 
@@ -189,18 +189,12 @@ class Session:
         if key not in self._untouched:
             network = self.models[model]
             tensor, _, _ = self.gallery.input_for(image, network)
-            own = method_of(network)
-            remove(network)
-            try:
-                with threads(self.threads), torch.no_grad():
+            with applied(network, None), threads(self.threads):      # its own method taken off for the pass
+                with torch.no_grad():
                     logits = network(tensor.to(_device(network)))
                 if (model, None) not in self._macs:
-                    with threads(self.threads):
-                        self._macs[(model, None)] = count_macs(network)
+                    self._macs[(model, None)] = count_macs(network)
                     self.forward_passes += 1
-            finally:
-                if own is not None:
-                    apply(network, own)
             self.forward_passes += 1
             self._untouched[key] = self._predict(model, logits)
         return self._untouched[key], self._macs[(model, None)]

@@ -150,6 +150,14 @@ def mask_patches(images: Tensor, masks: Tensor | None, where: str = "object", co
     return _masked(images, _order(available, seed)[:, :count], patch_size, fill)
 
 
+def hide_patches(images: Tensor, chosen: Tensor, patch_size: int = 16, fill: str = "mean") -> Tensor:
+    """A copy of `images` [B, 3, H, W] (normalised) with the patches `chosen` ([B, k] flat indices, row * cols + col)
+    replaced by the fill ("mean": each image's mean colour; "zero": zeros in normalised space)."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    return _masked(images, chosen, patch_size, fill)
+
+
 def _masked(images: Tensor, chosen: Tensor, patch_size: int, fill: str) -> Tensor:
     """images [B, 3, H, W] with the patches `chosen` ([B, k] flat indices) replaced by the fill."""
     batch, channels, height, width = images.shape

@@ -133,22 +133,22 @@ def check_layers(owner: str, layers: object) -> tuple[int, ...] | None:
     if not values:
         raise ValueError(f"{owner}.layers is empty, so nothing would reduce; give block indices, e.g. (3, 6, 9), "
                          "or None for the default blocks (a quarter, half and three quarters of the depth)")
-    for layer in values:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-            raise TypeError(f"{owner}.layers must hold block indices (ints), got {layer!r} in {values!r}")
-        if layer < 0:
-            raise ValueError(f"{owner}.layers must be block indices >= 0, got {layer} in {values!r}")
-    duplicates = sorted({layer for layer in values if values.count(layer) > 1})
+    for block in values:
+        if isinstance(block, bool) or not isinstance(block, numbers.Integral):
+            raise TypeError(f"{owner}.layers must hold block indices (ints), got {block!r} in {values!r}")
+        if block < 0:
+            raise ValueError(f"{owner}.layers must be block indices >= 0, got {block} in {values!r}")
+    duplicates = sorted({block for block in values if values.count(block) > 1})
     if duplicates:
         raise ValueError(f"{owner}.layers must not repeat a block, got {duplicates} more than once in {values!r}")
-    return tuple(int(layer) for layer in values)
+    return tuple(int(block) for block in values)
 
 
 def resolve_layers(owner: str, layers: tuple[int, ...] | None, depth: int) -> tuple[int, ...]:
     """`layers` checked against a model of `depth` blocks; None means depth//4, depth//2, 3*depth//4."""
     if layers is None:
         return tuple(sorted({depth // 4, depth // 2, 3 * depth // 4}))
-    outside = [layer for layer in layers if layer >= depth]
+    outside = [block for block in layers if block >= depth]
     if outside:
         raise ValueError(
             f"{owner}.layers={layers} has block {outside[0]}, outside this model's blocks 0..{depth - 1} "
@@ -194,25 +194,25 @@ class Method:
         """The block indices (0-based, sorted) where this method reduces, in a model of `depth` blocks.
 
         Raises:
-            ValueError: a configured layer lies outside 0..depth-1.
+            ValueError: a configured block lies outside 0..depth-1.
         """
         raise NotImplementedError
 
-    def tokens_after(self, num_tokens: int, layer: int) -> int:
-        """How many patch tokens leave reduction block `layer` when it receives `num_tokens` patch tokens."""
+    def tokens_after(self, num_tokens: int, block: int) -> int:
+        """How many patch tokens leave reduction `block` when it receives `num_tokens` patch tokens."""
         raise NotImplementedError
 
-    def reduces(self, num_tokens: int, layer: int) -> bool:
-        """Whether reduction block `layer` changes anything when it receives `num_tokens` patch tokens."""
-        return self.tokens_after(num_tokens, layer) != num_tokens
+    def reduces(self, num_tokens: int, block: int) -> bool:
+        """Whether reduction `block` changes anything when it receives `num_tokens` patch tokens."""
+        return self.tokens_after(num_tokens, block) != num_tokens
 
-    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
-        """Reduce the token set at block `layer`.
+    def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
+        """Reduce the token set at `block`.
 
         Args:
             x: [B, N, C] all tokens after the attention residual, prefix tokens first.
             view: the block's attention (class scores, keys, token sizes), computed on demand.
-            layer: the block's index.
+            block: the block's index (0-based, as in `model.blocks`).
             track: whether to describe the step as a Regroup (only when someone records provenance).
 
         Returns:
@@ -221,13 +221,13 @@ class Method:
         raise NotImplementedError
 
 
-def count_after(method: Method, num_tokens: int, layer: int, start: int, depth: int) -> int:
-    """The patch tokens leaving reduction block `layer` of a `depth`-block model that receives `num_tokens`, in a
+def count_after(method: Method, num_tokens: int, block: int, start: int, depth: int) -> int:
+    """The patch tokens leaving reduction `block` of a `depth`-block model that receives `num_tokens`, in a
     pass that started with `start` patch tokens: `method.tokens_after`, given what a `counts_from_start` method
     needs."""
     if method.counts_from_start:
-        return method.tokens_after(num_tokens, layer, start=start, depth=depth)
-    return method.tokens_after(num_tokens, layer)
+        return method.tokens_after(num_tokens, block, start=start, depth=depth)
+    return method.tokens_after(num_tokens, block)
 
 
 # One method, or several composed in order (a tuple, or any sequence as rv.apply takes them).

@@ -60,17 +60,17 @@ def schedule(methods: Method | tuple[Method, ...], depth: int) -> dict[int, tupl
     """
     plan: dict[int, list[Method]] = {}
     for method in as_tuple(methods):
-        for layer in method.reduction_layers(depth):
-            plan.setdefault(layer, []).append(method)
-    return {layer: tuple(plan[layer]) for layer in sorted(plan)}
+        for block in method.reduction_layers(depth):
+            plan.setdefault(block, []).append(method)
+    return {block: tuple(plan[block]) for block in sorted(plan)}
 
 
 def token_counts(methods: Method | tuple[Method, ...], depth: int, num_patches: int) -> list[int]:
     """The patch tokens leaving each block of a `depth`-block model that starts with `num_patches`, by arithmetic."""
     plan, tokens, counts = schedule(methods, depth), num_patches, []
-    for layer in range(depth):
-        for method in plan.get(layer, ()):
-            tokens = count_after(method, tokens, layer, num_patches, depth)
+    for block in range(depth):
+        for method in plan.get(block, ()):
+            tokens = count_after(method, tokens, block, num_patches, depth)
         counts.append(tokens)
     return counts
 

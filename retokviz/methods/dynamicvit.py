@@ -104,13 +104,13 @@ class DynamicViT(Method):
         int(start * keep_rate ** (stage + 1)) as the authors compute it, at least 1."""
         return max(1, int(start * self.keep_rate ** (stage + 1)))
 
-    def tokens_after(self, num_tokens: int, layer: int, *, start: int | None = None,
+    def tokens_after(self, num_tokens: int, block: int, *, start: int | None = None,
                      depth: int | None = None) -> int:
         if start is None or depth is None:
             raise TypeError("DynamicViT's token count depends on the patch tokens the pass started with and on the "
-                            "model's depth: call tokens_after(num_tokens, layer, start=..., depth=...), or "
+                            "model's depth: call tokens_after(num_tokens, block, start=..., depth=...), or "
                             "retokviz.methods.base.count_after")
-        stage = self.reduction_layers(depth).index(layer)
+        stage = self.reduction_layers(depth).index(block)
         return min(num_tokens, self.kept(start, stage))
 
     def make_modules(self, model: nn.Module) -> KeepPredictors:
@@ -130,9 +130,9 @@ class DynamicViT(Method):
         return (isinstance(modules, KeepPredictors) and modules.dim == model.embed_dim
                 and modules.layers == self.reduction_layers(len(model.blocks)))
 
-    def reduce(self, x: Tensor, view: InputView, layer: int, track: bool) -> Reduced:
+    def reduce(self, x: Tensor, view: InputView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
-        stage = self.reduction_layers(view.depth).index(layer)
+        stage = self.reduction_layers(view.depth).index(block)
         patches = x[:, prefix:]
         batch, tokens, channels = patches.shape
         previous = (torch.ones(batch, tokens, 1, dtype=x.dtype, device=x.device) if view.policy is None
@@ -145,7 +145,7 @@ class DynamicViT(Method):
             prefix_policy = torch.ones(batch, prefix, 1, dtype=decision.dtype, device=decision.device)
             policy = torch.cat([prefix_policy, decision], dim=1)[:, :, 0]
             return Reduced(x, None, None, scores=keep_score.detach().exp(), policy=policy)
-        num_keep = self.tokens_after(tokens, layer, start=view.start, depth=view.depth)
+        num_keep = self.tokens_after(tokens, block, start=view.start, depth=view.depth)
         keep = torch.argsort(keep_score, dim=1, descending=True)[:, :num_keep]           # by score, as the authors
         kept = patches.gather(1, keep.unsqueeze(-1).expand(-1, -1, channels))
         step = None

@@ -53,11 +53,11 @@ class EViT(Method):
         """K = ceil(keep_rate * P'): how many of `num_tokens` patch tokens are kept as they are."""
         return ceil_share(self.keep_rate, num_tokens)
 
-    def tokens_after(self, num_tokens: int, layer: int) -> int:
+    def tokens_after(self, num_tokens: int, block: int) -> int:
         kept = self.num_kept(num_tokens)
         return kept + int(self.fuse and kept < num_tokens)
 
-    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
+    def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
         scores = view.class_scores()                                                    # [B, P]
         keep = scores.topk(self.num_kept(scores.shape[1]), dim=1, sorted=False).indices.sort(dim=1).values

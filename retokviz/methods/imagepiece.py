@@ -111,12 +111,12 @@ class ImagePiece(Method):
             tokens -= merges
         return plan
 
-    def tokens_after(self, num_tokens: int, layer: int) -> int:
+    def tokens_after(self, num_tokens: int, block: int) -> int:
         kept = self.num_kept(num_tokens)
         pieces = num_tokens - sum(merges for _, merges in self.merge_plan(num_tokens))
         return kept + int(self.fuse and pieces > kept)
 
-    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
+    def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
         batch = x.shape[0]
         patches = x[:, prefix:]                                             # [B, T, C]

@@ -106,37 +106,37 @@ class ToMe(Method):
     def needs_class_token(self) -> bool:  # type: ignore[override]
         return self.protect > 0
 
-    def merges_at(self, layer: int) -> int:
-        """The r of block `layer` (before clipping)."""
-        return self.r[layer] if isinstance(self.r, tuple) else self.r
+    def merges_at(self, block: int) -> int:
+        """The r of `block` (before clipping)."""
+        return self.r[block] if isinstance(self.r, tuple) else self.r
 
     def reduction_layers(self, depth: int) -> tuple[int, ...]:
         if isinstance(self.r, tuple) and len(self.r) != depth:
             raise ValueError(
                 f"ToMe.r has {len(self.r)} values, one per block is needed: this model has {depth} blocks"
             )
-        return tuple(layer for layer in range(depth) if self.merges_at(layer) > 0)
+        return tuple(block for block in range(depth) if self.merges_at(block) > 0)
 
     def num_candidates(self, num_tokens: int) -> int:
         """How many of `num_tokens` patch tokens take part in the matching (all, unless some are protected)."""
         return num_tokens - ceil_share(self.protect, num_tokens) if self.protect > 0 else num_tokens
 
-    def merges(self, num_tokens: int, layer: int) -> int:
-        """How many tokens block `layer` merges away when it receives `num_tokens`: r, clipped to half."""
-        return min(self.merges_at(layer), self.num_candidates(num_tokens) // 2)
+    def merges(self, num_tokens: int, block: int) -> int:
+        """How many tokens `block` merges away when it receives `num_tokens`: r, clipped to half."""
+        return min(self.merges_at(block), self.num_candidates(num_tokens) // 2)
 
-    def tokens_after(self, num_tokens: int, layer: int) -> int:
-        return num_tokens - self.merges(num_tokens, layer)
+    def tokens_after(self, num_tokens: int, block: int) -> int:
+        return num_tokens - self.merges(num_tokens, block)
 
-    def reduce(self, x: Tensor, view: AttentionView, layer: int, track: bool) -> Reduced:
+    def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
         patches = x[:, prefix:]                                                # [B, T, C]
         num_in = patches.shape[1]
-        r = self.merges(num_in, layer)
-        if r < self.merges_at(layer) and self not in _CLIPPED:
+        r = self.merges(num_in, block)
+        if r < self.merges_at(block) and self not in _CLIPPED:
             _CLIPPED.add(self)
             warnings.warn(
-                f"ToMe(r={self.r}) asks block {layer} to merge {self.merges_at(layer)} tokens, but at most half of "
+                f"ToMe(r={self.r}) asks block {block} to merge {self.merges_at(block)} tokens, but at most half of "
                 f"its {self.num_candidates(num_in)} mergeable patch tokens can merge: merging {r} there "
                 "(said once per ToMe setting)"
             )

@@ -125,8 +125,8 @@ class PruningObjective:
         decided, state.decisions = state.decisions, {}
         method = method_of(model)
         layers = method.reduction_layers(len(model.blocks))
-        decisions = [decided[layer] for layer in layers if layer in decided]
-        targets = [method.keep_rate ** (stage + 1) for stage, layer in enumerate(layers) if layer in decided]
+        decisions = [decided[block] for block in layers if block in decided]
+        targets = [method.keep_rate ** (stage + 1) for stage, block in enumerate(layers) if block in decided]
         with torch.no_grad():
             teacher_logits, teacher_features = _run_with_tokens(self.teacher, self.teacher.norm, inputs)
         loss, parts = pruning_loss(logits.float(), features[:, prefix:].float(), decisions, targets, len(layers),

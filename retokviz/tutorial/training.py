@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from retokviz._util.files import write_atomically
 from retokviz.data.clutter import CLASSES, make_clutter
 from retokviz.images import denormalize
 from retokviz.methods.base import Method
@@ -253,5 +254,6 @@ def write_image_folder(root: str | os.PathLike, per_class: int = 3, val_per_clas
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for number, index in enumerate((labels == label).nonzero().flatten()[:count].tolist()):
-                Image.fromarray(pictures[index]).save(folder / f"{number}.png")
+                picture = Image.fromarray(pictures[index])
+                write_atomically(folder / f"{number}.png", lambda file: picture.save(file, format="PNG"))
     return root
