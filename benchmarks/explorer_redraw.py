@@ -19,16 +19,7 @@ import time
 import numpy as np
 import torch
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from retokviz._util.device import describe_device
 
 
 def timed(change) -> float:
@@ -75,7 +66,7 @@ def main() -> None:
             ex.method.value) + 1) % len(methods)])))
 
     passes = "torch's setting" if session.threads is None else f"at most {session.threads}"
-    print(f"conditions: {cpu_name()} ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), "
+    print(f"conditions: {describe_device('cpu')} ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), "
           f"{torch.get_num_threads()} torch thread(s) ({passes} in the explorer's passes), torch {torch.__version__}, "
           f"Python {platform.python_version()}; model {ex.checkpoint.value} ({blocks} blocks, "
           f"{ex.run.arrays.num_patches} patches, {ex.run.arrays.picture.shape[0]} px), explorer built in "
