@@ -9,8 +9,13 @@ between the attention residual and the MLP:
 
 A block with nothing to do (not a reduction block, or nothing to reduce at this keep rate, and no recording)
 runs timm's own `Block.forward`, untouched. At a reduction block the class token's attention row is computed on
-the side from the query and keys that timm's attention produces (forward hooks on `q_norm` and `k_norm`), so the
-fused attention kernel stays on. `remove` restores the classes and removes the hooks.
+the side from the query and keys that timm's attention produces (forward hooks on `q_norm` and `k_norm`, only on
+the blocks where the method may reduce), so the fused attention kernel stays on. `remove` restores the classes and
+removes the hooks.
+
+The forward pass never waits for the device (no `.item()`, no shape that depends on values): how many tokens each
+block leaves is arithmetic on the shapes, so a patched model runs under `torch.compile` without graph breaks (see
+tests/test_compile.py).
 
 A method that owns modules (`Method.owns_modules`: DynamicViT's predictors) has them registered on the model as
 `model.retokviz_modules` (so they are in its parameters, state_dict and checkpoints), reduces at the input of its
@@ -28,6 +33,7 @@ from typing import Any
 from timm.layers import Attention
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -35,6 +41,7 @@ from retokviz.methods.base import InputView, Method, Regroup, count_after
 from retokviz.methods.compose import as_tuple, compose, schedule, token_counts
 from retokviz.ops.class_attention import AttentionView
 from retokviz.ops.policy import policy_attention
+from retokviz.ops.tensors import as_dtype
 
 
 # Fewer patch tokens than this leave nothing to choose between: the image is too small for token reduction.
@@ -59,6 +66,8 @@ class ReductionState:
         recorder: the provenance recorder while `rv.record` is active, else None.
         sizes: [B, N] float32 during a forward pass, the number of patches each token stands for, once a merging
             method has merged tokens (None until then; reset at every forward pass).
+        log_sizes: [B, N] float32, sizes.log(), computed once per change of `sizes` and shared by the blocks after
+            it (their attention's proportional bias, the class attention of a reducing block); None with `sizes`.
         learned: whether the method owns modules (it runs alone, at its blocks' inputs).
         policy: [B, N] during a training pass of a learned method, the keep policy (1 kept, 0 dropped) that
             attention follows, from its first reduction block on (None before it; reset at every pass).
@@ -69,6 +78,9 @@ class ReductionState:
     # class defaults: also for patched models pickled before these existed
     learned = False
     policy: Tensor | None = None
+    log_sizes: Tensor | None = None
+    block_hooks: dict[int, tuple[RemovableHandle, ...]] | None = None   # None: patched before hooks followed the
+    #   schedule (every block has its q/k hooks, their handles in `handles`)
     start = 0       # the patch tokens the pass under way started with
     count = 0       # the patch tokens present at the block under way (in training: as if dropped)
 
@@ -90,7 +102,9 @@ class ReductionState:
         self.recorder: Any = None
         self.sizes: Tensor | None = None
         self.image_size: tuple[int, int] | None = None
-        self.handles: list[RemovableHandle] = []   # every hook `apply` added (q/k on each block, the image checks)
+        self.handles: list[RemovableHandle] = []   # the model's hooks that `apply` added (the image checks)
+        # block -> the handles of its q/k hooks, on the blocks where something may reduce (see `_hook_blocks`)
+        self.block_hooks: dict[int, tuple[RemovableHandle, ...]] = {}
         self.input_size: tuple[int, int] | None = None   # (H, W) of the images of the pass under way
         self.learned = any(member.owns_modules for member in as_tuple(method))
         self.decisions: dict[int, Tensor] = {}
@@ -105,8 +119,8 @@ class ReductionState:
         copy = ReductionState.__new__(ReductionState)
         memo[id(self)] = copy
         for key, value in self.__dict__.items():
-            copy.__dict__[key] = deepcopy(value, memo) if key == "handles" else value
-        copy.recorder, copy.sizes, copy.policy, copy.decisions = None, None, None, {}
+            copy.__dict__[key] = deepcopy(value, memo) if key in ("handles", "block_hooks") else value
+        copy.recorder, copy.sizes, copy.log_sizes, copy.policy, copy.decisions = None, None, None, None, {}
         return copy
 
     def __getstate__(self) -> dict:
@@ -115,7 +129,7 @@ class ReductionState:
         The hooks themselves travel with the model's modules (they are bound methods of the blocks and of this
         state, and a module-level function), and the handles with them, so the loaded model is patched alike."""
         state = dict(self.__dict__)
-        state["recorder"], state["sizes"], state["input_size"] = None, None, None
+        state["recorder"], state["sizes"], state["log_sizes"], state["input_size"] = None, None, None, None
         state["policy"], state["decisions"] = None, {}
         return state
 
@@ -132,7 +146,7 @@ class ReducingBlock(Block):
         state = self._retokviz
         index = self._retokviz_index
         if index == 0:  # a new forward pass: every token stands for one patch again
-            state.sizes = None
+            state.sizes = state.log_sizes = None
             num_patches = x.shape[1] - state.num_prefix
             state.policy, state.decisions, state.start, state.count = None, {}, num_patches, num_patches
             if num_patches < MIN_PATCHES and state.schedule:
@@ -148,7 +162,7 @@ class ReducingBlock(Block):
             return self._forward(state, index, x, args, kwargs)
         finally:
             if index == state.depth - 1:
-                state.sizes = state.policy = None  # the pass is over; hold no tensor between calls
+                state.sizes = state.log_sizes = state.policy = None  # the pass is over; hold no tensor between calls
 
     def _forward(self, state: ReductionState, index: int, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
         recorder = state.recorder
@@ -161,7 +175,7 @@ class ReducingBlock(Block):
                 "attention can't follow; call the model without attn_mask / is_causal"
             )
         # Proportional attention (ToMe): a token standing for s patches is attended as if it were there s times.
-        bias = None if state.sizes is None else state.sizes.log().to(x.dtype)[:, None, None, :]   # [B, 1, 1, N]
+        bias = None if state.sizes is None else _attention_bias(state, x.dtype)                    # [B, 1, 1, N]
         if not (acting or (methods and recorder is not None)):
             x = super().forward(x, *args, **kwargs) if bias is None else super().forward(x, attn_mask=bias)
             if recorder is not None:
@@ -175,14 +189,15 @@ class ReducingBlock(Block):
         finally:
             self._retokviz_qk = None
         x = x + self.drop_path1(self.ls1(attended))
-        first_view = view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, state.num_prefix, state.sizes)
+        first_view = view = AttentionView(qk["q_cls"], qk["k"], self.attn.scale, state.num_prefix, state.sizes,
+                                          state.log_sizes)
         step: Regroup | None = None
         for position, method in enumerate(acting):
             last = position == len(acting) - 1
             if position:  # the next method sees the tokens the previous one left, scored again
                 view = view.regrouped(reduced.step, reduced.sizes)
             reduced = method.reduce(x, view, index, track=recorder is not None or not last)
-            x, state.sizes = reduced.x, reduced.sizes
+            x, state.sizes, state.log_sizes = reduced.x, reduced.sizes, None
             if reduced.step is not None:
                 step = reduced.step if step is None else step.then(reduced.step)
         if recorder is not None:
@@ -230,6 +245,15 @@ class ReducingBlock(Block):
         """Forward hook on attn.k_norm: keep the keys, k: [B, H, N, d]."""
         if self._retokviz_qk is not None:
             self._retokviz_qk["k"] = k
+
+
+def _attention_bias(state: ReductionState, dtype: torch.dtype) -> Tensor:
+    """[B, 1, 1, N] the proportional-attention bias log(size) of every key, for timm's attention (a float mask), in
+    `dtype`. The log is taken once per change of the sizes (`state.log_sizes`), not at every block."""
+    if state.log_sizes is None:
+        state.log_sizes = state.sizes.log()
+    batch, tokens = state.log_sizes.shape
+    return as_dtype(state.log_sizes, dtype).view(batch, 1, 1, tokens)
 
 
 def _acting(methods: tuple[Method, ...], num_tokens: int, block: int) -> list[Method]:
@@ -317,6 +341,7 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
         state.learned = modules is not None
         for block in model.blocks:
             block.__dict__["_retokviz_modules"] = modules
+        _hook_blocks(model, state)
         return model
     state = ReductionState(
         model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
@@ -325,8 +350,7 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
         block.__class__ = ReducingBlock
         block._retokviz, block._retokviz_index, block._retokviz_qk = state, index, None
         block.__dict__["_retokviz_modules"] = modules   # a reference, not a submodule of the block
-        for norm, hook in _HOOKS:
-            state.handles.append(getattr(block.attn, norm).register_forward_hook(hook.__get__(block)))
+    _hook_blocks(model, state)
     state.image_size = getattr(model.patch_embed, "img_size", None)
     state.handles.append(model.register_forward_pre_hook(_check_images))
     state.handles.append(model.patch_embed.register_forward_pre_hook(state.see_images))
@@ -334,6 +358,22 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     model.forward_intermediates = partial(_forward_intermediates, model)
     model._retokviz = state
     return model
+
+
+def _hook_blocks(model: nn.Module, state: ReductionState) -> None:
+    """Hook q_norm and k_norm (the class attention's query and keys) on the blocks where something may reduce,
+    and on no other: a block with nothing to do runs timm's own block without a hook to call. A method that owns
+    modules reduces before attention and needs no hook."""
+    if state.block_hooks is None:        # patched by an older retokviz: every block keeps its hooks
+        return
+    wanted = set() if state.learned else set(state.schedule)
+    for index, block in enumerate(model.blocks):
+        if index in wanted and index not in state.block_hooks:
+            state.block_hooks[index] = tuple(getattr(block.attn, norm).register_forward_hook(hook.__get__(block))
+                                             for norm, hook in _HOOKS)
+        elif index not in wanted and index in state.block_hooks:
+            for handle in state.block_hooks.pop(index):
+                handle.remove()
 
 
 def _own_modules(model: nn.Module, method: Method | tuple[Method, ...]) -> nn.Module | None:
@@ -427,7 +467,8 @@ def remove(model: nn.Module) -> nn.Module:
     """Undo `apply`: the model's blocks, hooks and attributes are timm's again. A no-op on an unpatched model."""
     if getattr(model, "_retokviz", None) is None:
         return model
-    for handle in model._retokviz.handles:
+    state = model._retokviz
+    for handle in [*state.handles, *(h for hooks in (state.block_hooks or {}).values() for h in hooks)]:
         handle.remove()
     model._modules.pop(MODULES, None)
     model.__dict__.pop("forward_intermediates", None)

@@ -14,6 +14,7 @@ from retokviz._util.checks import check_flag as flag
 from retokviz._util.checks import fraction
 from retokviz.ops.class_attention import AttentionView
 from retokviz.ops.regroup import Regroup
+from retokviz.ops.tensors import as_dtype, as_float, ones, positions
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,17 @@ def keep_and_fuse(
     parts = [prefix, tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, channels))]
     fused = fuse and num_keep < num_tokens
     if fused:
-        weights = scores.scatter(1, keep, 0.0).to(tokens.dtype)                       # a_j of the others
+        weights = as_dtype(scores.scatter(1, keep, 0.0), tokens.dtype)                # a_j of the others
         parts.append(torch.bmm(weights.unsqueeze(1), tokens))                          # [B, 1, C]
     out_sizes = None
     if sizes is not None:
         prefix_sizes, token_sizes = sizes
-        out_sizes = [prefix_sizes.float(), token_sizes.float().gather(1, keep)]
-        out_sizes = torch.cat(out_sizes + [token_sizes.new_ones(batch, 1, dtype=torch.float32)] * fused, dim=1)
+        out_sizes = [as_float(prefix_sizes), as_float(token_sizes).gather(1, keep)]
+        out_sizes = torch.cat(out_sizes + [ones(batch, 1, tokens.device)] * fused, dim=1)
     step = None
     if track:
         dest = torch.full((batch, num_tokens), num_keep if fused else -1, dtype=torch.long, device=tokens.device)
-        dest.scatter_(1, keep, torch.arange(num_keep, device=tokens.device).expand(batch, -1))
+        dest.scatter_(1, keep, positions(num_keep, tokens.device).expand(batch, -1))
         step = Regroup(dest, num_keep + int(fused), num_keep if fused else None)
     return Reduced(torch.cat(parts, dim=1), out_sizes, step)
 

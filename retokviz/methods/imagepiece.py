@@ -48,6 +48,7 @@ from retokviz.ops.merging import bipartite_matching, compose_dest, head_mean_key
 from retokviz.methods.base import (Method, Reduced, ceil_share, check_flag, check_layers, check_rate, keep_and_fuse,
                                    resolve_layers)
 from retokviz.ops.class_attention import AttentionView
+from retokviz.ops.tensors import ones, positions
 
 
 @dataclass(frozen=True)
@@ -118,63 +119,129 @@ class ImagePiece(Method):
 
     def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
-        batch = x.shape[0]
         patches = x[:, prefix:]                                             # [B, T, C]
         num_in = patches.shape[1]
         num_keep = self.num_kept(num_in)
-        keys, sizes, scores = view.patch_keys(), view.patch_sizes(), view.class_scores()   # [B,T,H*d] [B,T] [B,T]
-
+        scores = view.class_scores()                                        # [B, T]
         # Step 1: the K semantic tokens stay as they are; only the bottom set (current order) is worked on.
         ranked = scores.argsort(dim=1, descending=True)
         semantic, bottom = ranked[:, :num_keep].sort(dim=1).values, ranked[:, num_keep:].sort(dim=1).values
-        semantic_keys, semantic_sizes = _take(keys, semantic), sizes.gather(1, semantic)
-        bottom_keys, bottom_sizes = _take(keys, bottom), sizes.gather(1, bottom)
-        piece_of = torch.arange(bottom.shape[1], device=x.device).expand(batch, -1)   # bottom token -> piece
-        piece_keys, piece_sizes = bottom_keys, bottom_sizes
-        all_scores = torch.cat([scores.gather(1, semantic), scores.gather(1, bottom)], dim=1)
-        fixed_logits = None   # the class query's logits to the prefix and semantic tokens, which no round changes
-        similarities = []
+        pieces = _Pieces(view, semantic, bottom)
+        # Steps 2-3, `merge_rounds` times: merge the bottom set into pieces, score everything again.
+        all_scores = None
         for candidates, merges in self.merge_plan(num_in):
-            # Step 2: bipartite merging among the lowest-scoring pieces (all of them by default).
-            piece_scores = all_scores[:, num_keep:]
-            chosen = None
-            if candidates < piece_scores.shape[1]:
-                chosen = piece_scores.topk(candidates, dim=1, largest=False).indices.sort(dim=1).values
-            match = bipartite_matching(head_mean_keys(piece_keys, view.k.shape[1]), merges, chosen)
-            piece_of = compose_dest(piece_of, match.dest)
-            similarities.append(match.similarity)
-            # Step 3: a piece is the size-weighted mean of its bottom tokens; score everything again.
-            piece_keys, piece_sizes = merge_tokens(bottom_keys, bottom_sizes, piece_of, match.num_out)
-            if fixed_logits is None:
-                fixed_logits = torch.cat([view.prefix_logits(), view.logits(semantic_keys, semantic_sizes)], 2)
-            logits = torch.cat([fixed_logits, view.logits(piece_keys, piece_sizes)], dim=2)   # [B, H, N']
-            all_scores = logits.softmax(dim=-1).mean(dim=1)[:, prefix:]                       # [B, K + pieces]
+            all_scores = pieces.merge_round(candidates, merges, all_scores)
+        if all_scores is None:                                              # no round: the scores as they came
+            all_scores = torch.cat([scores.gather(1, semantic), scores.gather(1, bottom)], dim=1)
         bottom_x = _take(patches, bottom)
-        if piece_keys is not bottom_keys:
-            bottom_x = merge_tokens(bottom_x, bottom_sizes, piece_of, piece_sizes.shape[1])[0]
+        if pieces.piece_of is not None:
+            bottom_x = merge_tokens(bottom_x, pieces.bottom_sizes, pieces.piece_of, pieces.count, discards=False,
+                                    out_sizes=pieces.piece_sizes)[0]
         candidates_x = torch.cat([_take(patches, semantic), bottom_x], dim=1)       # [B, K + pieces, C]
-        candidates_sizes = torch.cat([semantic_sizes, piece_sizes], dim=1)
-        num_candidates = candidates_x.shape[1]
 
         # The final discard: the K best of the semantic tokens and pieces stay, in the current order (a piece sits
         # where its first patch is).
-        first = torch.full((batch, piece_sizes.shape[1]), num_in, device=x.device)
-        first = first.scatter_reduce(1, piece_of, bottom, reduce="amin")
-        position = torch.cat([semantic, first], dim=1)
+        position = torch.cat([semantic, pieces.first_positions(num_in)], dim=1)     # [B, K + pieces]
         keep = all_scores.topk(num_keep, dim=1).indices
         keep = keep.gather(1, position.gather(1, keep).argsort(dim=1))                  # [B, K]
-        merged = view.sizes is not None or num_candidates < num_in
-        prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else sizes.new_ones(batch, prefix)
-        reduced = keep_and_fuse(x[:, :prefix], candidates_x, all_scores, keep, self.fuse,
-                                (prefix_sizes, candidates_sizes) if merged else None, track)
+        sizes = None
+        if view.sizes is not None or pieces.piece_of is not None:          # some token stands for several patches
+            prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else ones(x.shape[0], prefix, x.device)
+            sizes = (prefix_sizes, torch.cat([pieces.semantic_sizes(), pieces.sizes()], dim=1))
+        reduced = keep_and_fuse(x[:, :prefix], candidates_x, all_scores, keep, self.fuse, sizes, track)
         if not track:
             return reduced
-        slot = torch.empty(batch, num_in, dtype=torch.long, device=x.device)           # input token -> candidate
-        slot.scatter_(1, semantic, torch.arange(num_keep, device=x.device).expand(batch, -1))
-        slot.scatter_(1, bottom, piece_of + num_keep)
-        similarity = torch.cat(similarities, dim=1) if similarities else None
-        step = replace(reduced.step, dest=compose_dest(slot, reduced.step.dest), similarity=similarity)
+        step = replace(reduced.step, dest=compose_dest(pieces.slots(num_in), reduced.step.dest),
+                       similarity=pieces.similarity())
         return replace(reduced, step=step)
+
+
+class _Pieces:
+    """The bottom set of one ImagePiece block and the pieces merged from it, round by round.
+
+    Attributes:
+        semantic, bottom: [B, K], [B, M] the input positions of the semantic and the bottom tokens, ascending.
+        bottom_keys: [B, M, H * d] the bottom tokens' keys (heads side by side), in their order.
+        bottom_sizes: [B, M] their sizes, or None where every token stands for one patch (no sizes tracked yet).
+        piece_of: [B, M] the piece of each bottom token (0..count-1), or None before the first round.
+        keys: [B, count, H * d] the pieces' keys (size-weighted means of their members' keys; the bottom tokens'
+            own before the first round).
+        piece_sizes: [B, count] the pieces' sizes (bottom_sizes before the first round).
+    """
+
+    def __init__(self, view: AttentionView, semantic: Tensor, bottom: Tensor) -> None:
+        self.view, self.semantic, self.bottom = view, semantic, bottom
+        self.num_keep = semantic.shape[1]
+        keys, sizes = view.patch_keys(), view.tracked_patch_sizes()                   # [B, T, H * d], [B, T]
+        self.semantic_keys = _take(keys, semantic)
+        self.bottom_keys = self.keys = _take(keys, bottom)
+        self.tracked_semantic_sizes = None if sizes is None else sizes.gather(1, semantic)
+        self.bottom_sizes = self.piece_sizes = None if sizes is None else sizes.gather(1, bottom)
+        self.piece_of: Tensor | None = None
+        self.fixed_logits: Tensor | None = None   # the class query's logits to the prefix and semantic tokens
+        self.similarities: list[Tensor] = []
+
+    @property
+    def count(self) -> int:
+        """The number of pieces (bottom tokens before the first round)."""
+        return self.keys.shape[1]
+
+    def merge_round(self, candidates: int, merges: int, all_scores: Tensor | None) -> Tensor:
+        """One round. Step 2: bipartite merging among the `candidates` lowest-scoring pieces (by `all_scores` [B,
+        K + count], the last round's scores, None before the first round; all the pieces where `candidates` is
+        all of them). Step 3: every token scored again. Returns the new scores [B, K + count']."""
+        view = self.view
+        chosen = None
+        if candidates < self.count:
+            if all_scores is None:                                  # the first round: the class attention
+                piece_scores = view.class_scores().gather(1, self.bottom)
+            else:
+                piece_scores = all_scores[:, self.num_keep:]
+            chosen = piece_scores.topk(candidates, dim=1, largest=False).indices.sort(dim=1).values
+        match = bipartite_matching(head_mean_keys(self.keys, view.k.shape[1]), merges, chosen)
+        # A round merges pieces, never discards one: the composition needs no masking.
+        self.piece_of = match.dest if self.piece_of is None else compose_dest(self.piece_of, match.dest,
+                                                                              discards=False)
+        self.similarities.append(match.similarity)
+        # Step 3: a piece is the size-weighted mean of its bottom tokens; score everything again.
+        self.keys, self.piece_sizes = merge_tokens(self.bottom_keys, self.bottom_sizes, self.piece_of,
+                                                   match.num_out, discards=False)
+        if self.fixed_logits is None:
+            semantic_logits = view.logits(self.semantic_keys, self.tracked_semantic_sizes)
+            self.fixed_logits = torch.cat([view.prefix_logits(), semantic_logits], dim=2)
+        logits = torch.cat([self.fixed_logits, view.logits(self.keys, self.piece_sizes)], dim=2)   # [B, H, N']
+        return logits.softmax(dim=-1).mean(dim=1)[:, view.num_prefix:]                       # [B, K + count]
+
+    def semantic_sizes(self) -> Tensor:
+        """[B, K] the semantic tokens' sizes (float32)."""
+        if self.tracked_semantic_sizes is None:
+            return ones(*self.semantic.shape, self.semantic.device)
+        return self.tracked_semantic_sizes
+
+    def sizes(self) -> Tensor:
+        """[B, count] the pieces' sizes (float32)."""
+        if self.piece_sizes is None:
+            return ones(*self.bottom.shape, self.bottom.device)
+        return self.piece_sizes
+
+    def first_positions(self, num_in: int) -> Tensor:
+        """[B, count] where each piece sits: the input position of its first bottom token."""
+        if self.piece_of is None:
+            return self.bottom
+        first = torch.full((self.bottom.shape[0], self.count), num_in, device=self.bottom.device)
+        return first.scatter_reduce(1, self.piece_of, self.bottom, reduce="amin")
+
+    def slots(self, num_in: int) -> Tensor:
+        """[B, T] the candidate (0..K-1 the semantic tokens, then the pieces) that carries each input token."""
+        batch, device = self.bottom.shape[0], self.bottom.device
+        slot = torch.empty(batch, num_in, dtype=torch.long, device=device)
+        slot.scatter_(1, self.semantic, positions(self.num_keep, device).expand(batch, -1))
+        piece_of = self.piece_of if self.piece_of is not None else positions(self.count, device).expand(batch, -1)
+        return slot.scatter_(1, self.bottom, piece_of + self.num_keep)
+
+    def similarity(self) -> Tensor | None:
+        """[B, R] the similarity of every pair merged, round after round, or None without a round."""
+        return torch.cat(self.similarities, dim=1) if self.similarities else None
 
 
 def _take(tokens: Tensor, index: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ In every block, between the attention residual and the MLP, over the T patch tok
    (PyTorch's scaled_dot_product_attention) stays in use.
 7. r: one int for every block, or one per block. At most half the patch tokens can merge in one block: a block
    merges min(r, T // 2), as ToMe's min(r, (tokens - protected) // 2); a clipped r is said in a warning, once per
-   ToMe setting.
+   ToMe setting (not under `torch.compile`, which can't trace a warning).
 
 With these conventions `rv.ToMe(r)` gives the logits of the authors' code on the same timm DeiT to float round-off.
 Where retokviz departs from that code:
@@ -57,9 +57,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from retokviz.ops.merging import bipartite_matching, head_mean_keys, merge_tokens
+from retokviz.ops.merging import bipartite_matching, merge_tokens
 from retokviz.methods.base import Method, Reduced, Regroup, ceil_share, check_rate
 from retokviz.ops.class_attention import AttentionView
+from retokviz.ops.tensors import as_float, ones
 
 ORDERS = ("official", "spatial")
 
@@ -128,32 +129,41 @@ class ToMe(Method):
     def tokens_after(self, num_tokens: int, block: int) -> int:
         return num_tokens - self.merges(num_tokens, block)
 
+    def _warn_clipped(self, block: int, num_in: int, r: int) -> None:
+        """Say, once per ToMe setting, that `block` merges r tokens only, fewer than asked. Not while
+        `torch.compile` traces the model: the compiler can't follow a warning (it would break the graph), so a
+        compiled model clips without saying it, and the first pass run without the compiler says it."""
+        if self in _CLIPPED or torch.compiler.is_compiling():
+            return
+        _CLIPPED.add(self)
+        warnings.warn(
+            f"ToMe(r={self.r}) asks block {block} to merge {self.merges_at(block)} tokens, but at most half of "
+            f"its {self.num_candidates(num_in)} mergeable patch tokens can merge: merging {r} there "
+            "(said once per ToMe setting)"
+        )
+
     def reduce(self, x: Tensor, view: AttentionView, block: int, track: bool) -> Reduced:
         prefix = view.num_prefix
         patches = x[:, prefix:]                                                # [B, T, C]
         num_in = patches.shape[1]
         r = self.merges(num_in, block)
-        if r < self.merges_at(block) and self not in _CLIPPED:
-            _CLIPPED.add(self)
-            warnings.warn(
-                f"ToMe(r={self.r}) asks block {block} to merge {self.merges_at(block)} tokens, but at most half of "
-                f"its {self.num_candidates(num_in)} mergeable patch tokens can merge: merging {r} there "
-                "(said once per ToMe setting)"
-            )
+        if r < self.merges_at(block):
+            self._warn_clipped(block, num_in, r)
         candidates = None
         if self.protect > 0:
             count = self.num_candidates(num_in)
             candidates = view.class_scores().topk(count, dim=1, largest=False).indices.sort(dim=1).values
-        metric = head_mean_keys(view.patch_keys(), view.k.shape[1])            # [B, T, d]
+        metric = view.mean_patch_keys()                                        # [B, T, d]
         if self.order == "official":  # ToMe's code sorts the unmerged A tokens back only with a class token
             order = "b_last" if prefix else "b_last_by_similarity"
             match = bipartite_matching(metric, r, candidates, offset=prefix, order=order)
         else:
             match = bipartite_matching(metric, r, candidates)
-        merged, sizes = merge_tokens(patches, view.patch_sizes(), match.dest, match.num_out)
+        # Until a block has merged, every token is one patch: no sizes to weigh by (view.sizes is None).
+        merged, sizes = merge_tokens(patches, view.tracked_patch_sizes(), match.dest, match.num_out, discards=False)
         out = torch.cat([x[:, :prefix], merged], dim=1)
-        prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else sizes.new_ones(sizes.shape[0], prefix)
-        all_sizes = torch.cat([prefix_sizes.float(), sizes], dim=1)
+        prefix_sizes = view.sizes[:, :prefix] if view.sizes is not None else ones(sizes.shape[0], prefix, x.device)
+        all_sizes = torch.cat([as_float(prefix_sizes), sizes], dim=1)
         step = Regroup(match.dest, match.num_out, similarity=match.similarity) if track else None
         return Reduced(out, all_sizes, step)
 

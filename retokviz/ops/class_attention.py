@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from retokviz.ops.merging import merge_tokens
+from retokviz.ops.tensors import as_dtype, as_float
 from retokviz.ops.regroup import Regroup
 
 
@@ -23,8 +24,8 @@ def class_logits(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None = N
         scale: the logit scale, 1 / sqrt(d) in timm.
         bias: [B, N] an additive logit bias per key (proportional attention's log token size), or None.
     """
-    logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), k.float()) * scale
-    return logits if bias is None else logits + bias.float()[:, None, :]
+    logits = torch.einsum("bhd,bhnd->bhn", as_float(q_cls), as_float(k)) * scale
+    return logits if bias is None else logits + as_float(bias)[:, None, :]
 
 
 def class_attention(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
@@ -55,6 +56,8 @@ class AttentionView:
         num_prefix: how many leading tokens are prefix tokens (class token, registers).
         sizes: [B, N] float32, the number of original patches each token stands for, or None where all are 1.
             With sizes, attention is proportional: log(size) is added to the logits towards each key.
+        log_sizes: [B, N] float32, sizes.log() where the block computed it already for its attention (shared, so
+            it is computed once), or None (then computed here if needed).
     """
 
     q_cls: Tensor
@@ -62,24 +65,32 @@ class AttentionView:
     scale: float
     num_prefix: int
     sizes: Tensor | None = None
+    log_sizes: Tensor | None = field(default=None, repr=False)
     _scores: Tensor | None = field(default=None, repr=False)
 
     def class_scores(self) -> Tensor:
         """[B, P] the class attention a_i of each patch token (the prefix columns left out, not renormalised)."""
         if self._scores is None:
-            bias = None if self.sizes is None else self.sizes.log()
+            bias = None
+            if self.sizes is not None:
+                bias = self.log_sizes if self.log_sizes is not None else self.sizes.log()
             self._scores = class_attention(self.q_cls, self.k, self.scale, bias)[:, self.num_prefix:]
         return self._scores
 
-    def logits(self, keys: Tensor, sizes: Tensor) -> Tensor:
+    def logits(self, keys: Tensor, sizes: Tensor | None) -> Tensor:
         """The class query's logits to tokens with `keys` [B, T, H * d] (heads side by side) and `sizes` [B, T]
-        (log-size bias): [B, H, T] float32, to be softmaxed together with the other tokens'."""
-        return class_logits(self.q_cls, _per_head(keys, self.k.shape[1]), self.scale, sizes.float().log())
+        (log-size bias; None where every token stands for one patch, log 1 = 0): [B, H, T] float32, to be
+        softmaxed together with the other tokens'.
+
+        Without sizes no bias is added: adding log 1 = 0 could only turn a logit of -0.0 into +0.0, which a
+        softmax does not tell apart."""
+        bias = None if sizes is None else as_float(sizes).log()
+        return class_logits(self.q_cls, _per_head(keys, self.k.shape[1]), self.scale, bias)
 
     def prefix_logits(self) -> Tensor:
         """[B, H, prefix] the class query's logits to the prefix tokens (with their size bias, if any)."""
         prefix = self.num_prefix
-        bias = None if self.sizes is None else self.sizes[:, :prefix].float().log()
+        bias = None if self.sizes is None else as_float(self.sizes[:, :prefix]).log()
         return class_logits(self.q_cls, self.k[:, :, :prefix], self.scale, bias)
 
     def patch_keys(self) -> Tensor:
@@ -87,12 +98,21 @@ class AttentionView:
         batch, heads, tokens, dim = self.k.shape
         return self.k[:, :, self.num_prefix:].transpose(1, 2).reshape(batch, tokens - self.num_prefix, heads * dim)
 
+    def mean_patch_keys(self) -> Tensor:
+        """[B, P, d] the keys of the patch tokens averaged over heads (ToMe's similarity metric); the same numbers
+        as `merging.head_mean_keys(self.patch_keys(), H)`, without laying the keys out token by token first."""
+        return self.k[:, :, self.num_prefix:].mean(dim=1)
+
     def patch_sizes(self) -> Tensor:
         """[B, P] float32 sizes of the patch tokens (ones where no sizes are tracked)."""
         if self.sizes is None:
             batch, _, tokens, _ = self.k.shape
             return torch.ones(batch, tokens - self.num_prefix, device=self.k.device)
-        return self.sizes[:, self.num_prefix:].float()
+        return as_float(self.sizes[:, self.num_prefix:])
+
+    def tracked_patch_sizes(self) -> Tensor | None:
+        """[B, P] float32 sizes of the patch tokens, or None where no sizes are tracked (every token is one patch)."""
+        return None if self.sizes is None else as_float(self.sizes[:, self.num_prefix:])
 
     def regrouped(self, step: Regroup, sizes: Tensor | None) -> "AttentionView":
         """The view after `step` regrouped the patch tokens, whose new sizes (prefix included) are `sizes`, or
@@ -100,9 +120,9 @@ class AttentionView:
 
         A token's key becomes the size-weighted mean of the keys of the tokens it took in.
         """
-        keys, _ = merge_tokens(self.patch_keys(), self.patch_sizes(), step.dest, step.num_out)
+        keys, _ = merge_tokens(self.patch_keys(), self.tracked_patch_sizes(), step.dest, step.num_out)
         prefix_k = self.k[:, :, :self.num_prefix]
-        k = torch.cat([prefix_k, _per_head(keys, self.k.shape[1]).to(self.k.dtype)], dim=2)
+        k = torch.cat([prefix_k, as_dtype(_per_head(keys, self.k.shape[1]), self.k.dtype)], dim=2)
         return AttentionView(self.q_cls, k, self.scale, self.num_prefix, sizes)
 
 

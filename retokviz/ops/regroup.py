@@ -45,16 +45,19 @@ class Regroup:
 
         Each image is followed on its own, so an image's result never depends on the rest of the batch: this
         step's fused token stays the fused token where the later step kept it alone and made none of its own.
+        Nothing here waits for the device: where either step made a fused token, the result's `fused_slot` is a
+        [B] tensor (-1 for an image whose fused token did not survive), never read back to decide.
         """
         dest = compose_dest(self.dest, later.dest)
-        fused = later.fused_index()                                                    # [B]
+        fused_slot = later.fused_slot
         if self.fused_slot is not None:
+            fused = later.fused_index()                                                # [B]
             mine = self.fused_index()                                                  # [B]
             moved = later.dest.gather(1, mine.clamp(min=0)[:, None])[:, 0]             # [B]
             alone = (later.dest == moved[:, None]).sum(dim=1) == 1
             survives = (mine >= 0) & (moved >= 0) & alone & (fused < 0)
-            fused = torch.where(survives, moved, fused)
-        fused_slot = None if bool((fused < 0).all()) else fused
-        similarities = [s for s in (self.similarity, later.similarity) if s is not None]
-        similarity = torch.cat(similarities, dim=1) if similarities else None
+            fused_slot = torch.where(survives, moved, fused)
+        similarity = self.similarity if later.similarity is None else later.similarity
+        if self.similarity is not None and later.similarity is not None:
+            similarity = torch.cat([self.similarity, later.similarity], dim=1)
         return Regroup(dest, later.num_out, fused_slot, similarity)
