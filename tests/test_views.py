@@ -156,12 +156,69 @@ def test_palette_tells_the_statuses_and_pieces_apart():
     assert all(len(c) == 4 for c in palette.STATUS_COLOURS.values())
     assert set(palette.STATUS_LABELS) == set(Status)
     colours = {palette.rgb_to_hex(c) for c in palette.PIECE_COLOURS}
-    assert len(colours) == len(palette.PIECE_COLOURS) >= 10
+    assert len(colours) == len(palette.PIECE_COLOURS) >= 5
     assert palette.FUSED_HEX not in colours and palette.DROPPED_HEX not in colours
+    pieces = np.array(palette.PIECE_COLOURS)
+    assert palette.colour_distance(pieces, palette.CANDIDATE_HEX).min() > 15     # candidates: not a piece's colour
+    between = palette.colour_distance(pieces[:, None], pieces[None])
+    assert between[~np.eye(len(pieces), dtype=bool)].min() > 15                  # pieces: five distinct colours
+    assert palette.colour_distance(pieces, palette.FUSED_HEX).min() > 12         # none reads as fused
+    assert palette.colour_distance(pieces, palette.DROPPED_HEX).min() > 20       # nor as dropped grey
     for view in ("status", "pieces", "attention", "removed", "lineage"):
         assert palette.legend(view)
     with pytest.raises(ValueError, match="status, pieces"):
         palette.legend("nope")
+
+
+@pytest.fixture(scope="module")
+def digit_colours() -> np.ndarray:
+    """[n, 3] the colours the clutter generator gave its digits in 2000 images, both splits (the colour does not
+    depend on the image size)."""
+    from retokviz.data.clutter import render_clutter
+
+    return np.concatenate([render_clutter(1000, seed=0, split=split, image_size=64).colours.numpy()
+                           for split in ("train", "test")])
+
+
+STATUS_HEXES = {"merged (pieces)": palette.PIECE_HEX, "fused": [palette.FUSED_HEX], "dropped": [palette.DROPPED_HEX],
+                "let go of: background": [palette.REMOVED_BACKGROUND_HEX],
+                "let go of: the object": [palette.REMOVED_OBJECT_HEX], "let go of, no mask": [palette.LET_GO_HEX],
+                "candidate": [palette.CANDIDATE_HEX]}
+
+
+@pytest.mark.parametrize("status", sorted(STATUS_HEXES))
+def test_no_status_colour_is_near_a_digits_colour(status, digit_colours):
+    # the digits come in every hue, cyan and light blue too: each status colour stays clear of all of them
+    # (CIEDE2000; about 2 is barely seen side by side, 10 or more reads as another colour)
+    assert digit_colours.std(axis=0).min() > 0.2 and len(digit_colours) == 2000      # a spread of colours
+    for colour in STATUS_HEXES[status]:
+        distance = palette.colour_distance(digit_colours, colour)
+        nearest = digit_colours[distance.argmin()]
+        assert distance.min() >= palette.MIN_DATA_DISTANCE, (status, colour, nearest, distance.min())
+
+
+def test_the_object_outline_stands_out_on_every_digit_colour(digit_colours):
+    # the outline is two-tone, a bright line inside a dark one: on any digit one of the two is far from its colour
+    bright = palette.colour_distance(digit_colours, palette.OUTLINE_HEX)
+    dark = palette.colour_distance(digit_colours, palette.OUTLINE_SHADOW_HEX)
+    assert np.maximum(bright, dark).min() > 30
+    shade = palette.colour_distance(palette.OUTLINE_HEX, palette.OUTLINE_SHADOW_HEX)
+    assert shade > 80
+
+
+def test_statuses_differ_by_more_than_colour():
+    # a fused, a dropped and a let-go patch each carry stripes (fused falling, dropped rising, let go of the
+    # object crossed); a merged piece is outlined; so even a digit of a status's exact colour cannot read as one
+    assert palette.FUSED_HATCH == "\\" and palette.DROPPED_HATCH == "/" and palette.REMOVED_HATCH["object"] == "x"
+    falling, rising, crossed = (raster.hatch(12, 12, d) for d in ("\\", "/", "x"))
+    assert not (falling == rising).all() and (crossed == (falling | rising)).all()
+    assert 0.25 < rising.mean() < 0.45
+    entries = palette.legend("status")
+    assert [hatch for _, _, hatch in entries] == ["", palette.TINTED, "\\", "/", palette.OUTLINED]
+    labels = " ".join(label for label, _, _ in entries)           # the labels say how each looks
+    assert all(word in labels for word in ("outlined", "striped", "outline"))
+    with pytest.raises(ValueError, match="direction"):
+        raster.hatch(4, 4, "-")
 
 
 def test_a_kept_patch_shows_the_image_unchanged(arrays):
@@ -188,10 +245,14 @@ def test_a_dropped_patch_reads_as_dropped_on_black_and_on_white():
     assert (patch_pixels(image, 0) == 255).all()
 
 
-def test_a_fused_patch_is_magenta(arrays):
+def test_a_fused_patch_is_paled_under_purple_stripes(arrays):
     fused = patch_pixels(raster.status_image(arrays, 1), 4).astype(int)
-    red, green, blue = fused[..., 0].mean(), fused[..., 1].mean(), fused[..., 2].mean()
-    assert red > green + 80 and blue > green + 80
+    stripes = patch_pixels(raster.hatch(16, 24, palette.FUSED_HATCH), 4)
+    purple = np.array([round(v * 255) for v in palette.hex_to_rgb(palette.FUSED_HEX)])
+    assert (fused[stripes] == purple).all()                        # stripes falling to the right, in purple
+    between = fused[~stripes]
+    assert between.mean() > purple.mean() + 25                     # between them, the paled picture
+    assert (between[:, 2] > between[:, 1]).all() and (between[:, 0] > between[:, 1]).all()   # tinted purple
 
 
 def test_each_piece_is_one_colour_and_two_pieces_differ():
@@ -220,6 +281,127 @@ def _inside(image: np.ndarray, index: int) -> np.ndarray:
 def test_piece_colours_follow_first_appearance():
     ranks = raster.piece_ranks(np.array([[7, 7, -1], [3, 9, 3]]))
     np.testing.assert_array_equal(ranks, [[0, 0, -1], [1, 2, 1]])
+    # touching pieces take different colours (7 and 3 touch, 9 touches both), and the colours spread: 5 touches
+    # none of them and takes one no piece has yet
+    colours = raster.piece_colour_indices(np.array([[7, 7, -1, 5], [3, 9, 3, -1]]))
+    np.testing.assert_array_equal(colours, [[0, 0, -1, 3], [1, 2, 1, -1]])
+    assert (raster.piece_colour_indices(np.full((2, 2), -1)) == -1).all()
+
+
+def _touching(pieces: np.ndarray):
+    """The pairs of patches side by side that belong to two different pieces: [(row, col, row2, col2), ...]."""
+    rows, cols = pieces.shape
+    pairs = []
+    for row, col, down, right in ((r, c, r + dr, c + dc) for r in range(rows) for c in range(cols)
+                                  for dr, dc in ((0, 1), (1, 0))):
+        if down < rows and right < cols and pieces[row, col] >= 0 and pieces[down, right] >= 0 and \
+                pieces[row, col] != pieces[down, right]:
+            pairs.append((row, col, down, right))
+    return pairs
+
+
+def _outlined_on_both_sides(image: np.ndarray, arrays: TraceArrays, pair) -> bool:
+    """Whether the pixel rows (or columns) either side of the border between two patches differ from the middle of
+    their own patch, and are darker: a line drawn between the two pieces (the picture is flat, the tints even)."""
+    height, width = arrays.patch_size
+    row, col, row2, col2 = pair
+    middle = image[row * height + height // 2, col * width + width // 2].astype(int)
+    middle2 = image[row2 * height + height // 2, col2 * width + width // 2].astype(int)
+    if row2 == row:                                          # side by side: the columns at x - 1 and x
+        x = col2 * width
+        span = slice(row * height, (row + 1) * height)
+        first, second = image[span, x - 1].astype(int), image[span, x].astype(int)
+    else:                                                    # one above the other: the rows at y - 1 and y
+        y = row2 * height
+        span = slice(col * width, (col + 1) * width)
+        first, second = image[y - 1, span].astype(int), image[y, span].astype(int)
+    return bool((first.sum(-1) < middle.sum() - 30).all() and (second.sum(-1) < middle2.sum() - 30).all())
+
+
+@pytest.fixture(scope="module")
+def piece_arrays() -> list[TraceArrays]:
+    """Bundled ImagePiece (showcase) and ToMe (small) models on generated images, over a flat grey picture so that
+    the tints are even: every block's pieces, as real models make them."""
+    out = []
+    for name, count in (("showcase-imagepiece-0.7-stem", 3), ("small-tome-spatial", 3)):
+        model = rv.load_checkpoint(name)
+        size = model.patch_embed.img_size[0]
+        images, _, _ = rv.data.make_clutter(count, seed=3, image_size=size)
+        with rv.record(model) as trace, torch.no_grad():
+            model(images)
+        flat = np.full((size, size, 3), 0.6, dtype=np.float32)
+        out += [extract(trace, flat, image=index) for index in range(count)]
+    return out
+
+
+def test_touching_pieces_never_share_a_colour_without_an_outline_between_them(piece_arrays):
+    touching = same = 0
+    for arrays in piece_arrays:
+        for block in range(arrays.num_blocks):
+            pieces = arrays.pieces[block]
+            colours = raster.piece_colour_indices(pieces)
+            pairs = _touching(pieces)
+            touching += len(pairs)
+            same += sum(colours[r, c] == colours[r2, c2] for r, c, r2, c2 in pairs)
+            for draw in (raster.status_image, raster.pieces_image):
+                image = draw(arrays, block, outline=False)
+                assert all(_outlined_on_both_sides(image, arrays, pair) for pair in pairs), (arrays.method, block)
+    assert touching > 200                               # the models made many pieces side by side
+    assert same <= 0.02 * touching                      # nearly all in two colours; the rest, outlined (above)
+
+
+def test_legends_list_only_what_the_picture_holds():
+    mask = np.zeros((16, 24), dtype=bool)
+    mask[10, 18] = True
+    plain, masked = extract(hand_trace(), hand_picture()), extract(hand_trace(), hand_picture(), mask=mask)
+
+    def labels(arrays, view, blocks):
+        return [label for label, _, _ in palette.legend(view, raster.legend_keys(arrays, view, blocks))]
+
+    assert labels(plain, "status", 0) == [palette.STATUS_LABELS[Status.KEPT]]            # block 0 keeps all
+    assert labels(plain, "status", 1) == [palette.STATUS_LABELS[s] for s in Status]      # every status
+    assert labels(masked, "status", 0)[-1] == "the object's outline"                   # outlined with a mask only
+    one, two = labels(plain, "pieces", 1), labels(plain, "pieces", 2)                   # one piece, then two
+    assert any("a piece" in label for label in one) and not any("another piece" in label for label in one)
+    assert any("another piece" in label for label in two) and not any("fused" in label for label in two)
+    removed = labels(masked, "removed", 2)
+    assert removed == ["let go of: background", "let go of: touches the object", "still carried (as it is)",
+                       "the object's outline"]
+    assert labels(plain, "removed", 0) == ["still carried (as it is)"]                 # nothing let go of yet
+    every = palette.to_payload()["legends"]
+    assert all(entry["css"].startswith("background:") and entry["hatched"] == bool(entry["hatch"])
+               for entries in every.values() for entry in entries)
+
+
+def test_every_figure_legend_names_what_its_pictures_hold(recorded, piece_arrays):
+    def texts(figure):
+        return [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+
+    imagepiece = piece_arrays[0]
+    for figure, view, arrays, blocks in (
+            (static.plot_status(recorded), "status", recorded, list(recorded.reduction_blocks)),
+            (static.plot_pieces(imagepiece), "pieces", imagepiece, list(imagepiece.reduction_blocks)),
+            (static.plot_removed(recorded), "removed", recorded, recorded.num_blocks - 1),
+            (static.plot_view(recorded, "attention", blocks=[0, 2]), "attention", recorded, [0, 2])):
+        expected = [label for label, _, _ in palette.legend(view, raster.legend_keys(arrays, view, blocks))]
+        assert texts(figure) == expected, view
+    assert not any("fused" in text for text in texts(static.plot_pieces(imagepiece)))   # ImagePiece fuses nothing
+    patches = [(r, c) for r in range(imagepiece.grid[0]) for c in range(imagepiece.grid[1])]
+    carried = next(patch for patch in patches if (imagepiece.owner[:, patch[0], patch[1]] >= 0).all())
+    dropped = next(patch for patch in patches if imagepiece.owner[-1, patch[0], patch[1]] < 0)
+    assert "dropped" not in texts(static.plot_lineage(imagepiece, carried))   # its patch never hatched
+    assert "dropped" in texts(static.plot_lineage(imagepiece, dropped))
+    assert any("fused" in text for text in texts(static.plot_status(recorded)))         # EViT does
+    # a legend too wide for one row wraps onto more, inside the figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for blocks in ([1], [1, 3], list(imagepiece.reduction_blocks)):
+        figure = static.plot_pieces(imagepiece, blocks=blocks)
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        legend = figure.legends[0].get_window_extent(renderer)
+        panels = min(ax.get_window_extent(renderer).y0 for ax in figure.axes)
+        assert legend.x0 >= 0 and legend.x1 <= figure.bbox.width and legend.y0 >= 0, blocks   # inside the figure
+        assert legend.y1 <= panels + 1, blocks                                               # below the pictures
 
 
 def test_attention_view(arrays):
@@ -390,5 +572,8 @@ def test_the_let_go_figure_draws_each_reason_split_into_background_and_object():
     labels = [text.get_text() for text in ax.texts]
     assert labels == ["bottom\nlift +0.50", "bottom\nlift -1.50", "displaced\nlift +1.00", "displaced\nnone"]
     assert [tick.get_text() for tick in ax.get_xticklabels()] == ["block 1", "block 3"]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["background", "object", "displaced"]
+    alone = static.plot_let_go_by_reason({1: {"bottom": BackgroundRemoved(0.10, 0.9, 0.8)}})
+    assert [text.get_text() for text in alone.axes[0].get_legend().get_texts()] == ["background", "object"]
     with pytest.raises(ValueError, match="reasons is empty"):
         static.plot_let_go_by_reason({})

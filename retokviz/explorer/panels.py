@@ -22,11 +22,10 @@ def display_scale(height: int, width: int) -> int:
 def legend_html(view: str, present: set[str] | None = None) -> str:
     """A legend of `view` (palette.legend, only what `present` names): a swatch and a label per entry, wrapping."""
     entries = []
-    for label, colour, hatched in palette.legend(view, present):
-        fill = (f"repeating-linear-gradient(45deg,{colour} 0 3px,#fff 3px 5px)" if hatched else colour)
+    for label, colour, hatch in palette.legend(view, present):
         entries.append(f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;'
-                       f'width:11px;height:11px;border:1px solid #888;background:{fill};vertical-align:-1px">'
-                       f'</span> {html.escape(label)}</span>')
+                       f'box-sizing:border-box;width:12px;height:12px;{palette.swatch_css(colour, hatch)};'
+                       f'vertical-align:-1px"></span> {html.escape(label)}</span>')
     return f'<div style="font-size:12px;line-height:1.6">{"".join(entries)}</div>'
 
 
@@ -141,6 +140,9 @@ def measured_html(row: dict | None, base: dict | None, keep_rate: float, method_
         method_text: the method's label, e.g. "EViT".
         source: where the table comes from, e.g. its file name.
     """
+    from retokviz.measure.intervals import LEVEL
+    from retokviz.views.tradeoff import accuracy_interval, note_meaning
+
     style = 'style="font-size:12px;line-height:1.4;margin-top:6px;max-width:420px"'
     if row is None:
         return (f'<div {style}><b>measured</b> ({html.escape(source)}): {html.escape(method_text)} is not in this '
@@ -153,11 +155,13 @@ def measured_html(row: dict | None, base: dict | None, keep_rate: float, method_
         lines.append(f'batch-1 latency {row["latency_ms"]:.1f} ms'
                      + (f' (untouched {base["latency_ms"]:.1f} ms)' if base and base["latency_ms"] is not None else ""))
     if row["accuracy"] is not None:
+        bounds = accuracy_interval(row)
         lines.append(f'top-1 {row["accuracy"]:.1%}' + (f' (untouched {base["accuracy"]:.1%})'
                                                        if base and base["accuracy"] is not None else "")
-                     + (f' on {html.escape(str(row["data"]))}' if row.get("data") else ""))
-    if row["note"]:
-        lines.append(f'<span style="color:#c92a2a">{html.escape(str(row["note"]))}</span>')
+                     + (f' on {html.escape(str(row["data"]))}' if row.get("data") else "")
+                     + (f'; its {LEVEL:.0%} interval {bounds[0]:.1%} to {bounds[1]:.1%}' if bounds else ""))
+    if row["note"]:         # the sweep's verdict on this speed-up, in plain words
+        lines.append(f'<span style="color:#c92a2a">{html.escape(note_meaning(row["note"]))}</span>')
     if abs(row["keep_rate"] - keep_rate) > 1e-6:
         lines.append(f'<i>the table\'s nearest keep rate; the slider is at {keep_rate:.2f}</i>')
     return (f'<div {style}><b>measured</b> ({html.escape(source)}: {html.escape(conditions)})<br>'

@@ -45,6 +45,8 @@ class TraceArrays:
         reduction_blocks: the blocks that changed the tokens (made a reduction).
         method: how the method reads, e.g. "EViT(keep_rate=0.7)", or "untouched".
         let_go: the rv.Status values that count as "let go of" under the method (trace.read.let_go_statuses).
+        learned_scores: whether `scores` are a learned module's keep probabilities (DynamicViT's predictors)
+            rather than the class attention.
     """
 
     picture: np.ndarray
@@ -59,6 +61,7 @@ class TraceArrays:
     reduction_blocks: tuple[int, ...]
     method: str
     let_go: tuple[int, ...]
+    learned_scores: bool = False
 
     @property
     def num_blocks(self) -> int:
@@ -228,6 +231,8 @@ def extract(trace: Trace, picture: np.ndarray | torch.Tensor, mask: np.ndarray |
         reduction_blocks=_reduction_blocks(trace, image),
         method=describe_method(trace.method),
         let_go=tuple(int(status) for status in let_go_statuses(trace.method)),
+        learned_scores=any(getattr(member, "owns_modules", False) for member in
+                           (trace.method if isinstance(trace.method, tuple) else (trace.method,))),
     )
 
 

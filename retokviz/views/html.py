@@ -28,7 +28,7 @@ from retokviz._util.files import write_atomically
 from retokviz._util.png import png_data_url
 from retokviz.views import palette
 from retokviz.views.extract import TraceArrays
-from retokviz.views.raster import VIEW_LABELS, VIEWS, legend_keys, view_image
+from retokviz.views.raster import VIEW_LABELS, VIEWS, legend_keys, view_image, view_labels
 
 # The keep rates a page holds by default: 0.3 to 1.0 by 0.1.
 KEEP_RATES: tuple[float, ...] = tuple(round(0.3 + 0.1 * step, 1) for step in range(8))
@@ -120,7 +120,7 @@ def payload(settings: Sequence[Setting], views: Sequence[str], *, title: str,
     return {
         "title": title,
         "views": list(views),
-        "view_labels": [VIEW_LABELS.get(view, view) for view in views],
+        "view_labels": [view_labels(first.learned_scores).get(view, view) for view in views],
         "legends": legends,
         "grid": list(first.grid),
         "size": list(first.picture.shape[:2]),

@@ -2,7 +2,7 @@
 matplotlib figure, a few milliseconds each, so an interactive view can redraw on every slider move.
 
     arrays = extract(trace, images[0], mask=masks[0])
-    status_image(arrays, block=2)              # kept as is, merged per piece, fused magenta, dropped hatched
+    status_image(arrays, block=2)              # kept as is, merged per piece, fused and dropped striped
     pieces_image(arrays, block=2)              # each piece in its own colour, outlined
     attention_image(arrays, block=2)           # the class attention that decided the reduction, over the image
     removed_image(arrays, block=3)             # what was let go of so far: background or object (needs a mask)
@@ -24,6 +24,12 @@ from retokviz.views.extract import TraceArrays, check_block, patch_position, to_
 
 VIEWS: tuple[str, ...] = ("status", "pieces", "attention", "removed")
 VIEW_LABELS = {"status": "status", "pieces": "pieces", "attention": "attention", "removed": "removed background"}
+
+
+def view_labels(learned_scores: bool = False) -> dict[str, str]:
+    """VIEW_LABELS, with the attention view called "learned scores" where the scores are a learned module's
+    (DynamicViT's predictors: TraceArrays.learned_scores)."""
+    return {**VIEW_LABELS, "attention": "learned scores"} if learned_scores else dict(VIEW_LABELS)
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -54,10 +60,30 @@ def _mix(base: np.ndarray, where: np.ndarray, colour, alpha: float | np.ndarray)
     base[where] = base[where] * (1.0 - alpha) + colour * alpha
 
 
-def hatch(height: int, width: int) -> np.ndarray:
-    """[H, W] bool, the diagonal stripes of a dropped patch (continuous across patches)."""
+def hatch(height: int, width: int, direction: str = palette.DROPPED_HATCH) -> np.ndarray:
+    """[H, W] bool, diagonal stripes continuous across patches: "/" rising to the right (a dropped patch's),
+    "\\" falling to the right (a fused patch's), "x" both (crossed)."""
     rows, cols = np.ogrid[:height, :width]
-    return (rows + cols) % palette.HATCH_PERIOD < palette.HATCH_WIDTH
+    rising = (rows + cols) % palette.HATCH_PERIOD < palette.HATCH_WIDTH
+    falling = (rows - cols) % palette.HATCH_PERIOD < palette.HATCH_WIDTH
+    if direction not in ("/", "\\", "x"):
+        raise ValueError(f"direction must be '/', '\\\\' or 'x', got {direction!r}")
+    return {"/": rising, "\\": falling, "x": rising | falling}[direction]
+
+
+def draw_striped(out: np.ndarray, arrays: TraceArrays, patches: np.ndarray, colour: str, tint: float,
+                 direction: str) -> None:
+    """In place: the patches ([rows, cols] bool) paled (greyed and pulled towards palette.PALE_LEVEL, the picture
+    faint), tinted with `colour` by `tint`, under stripes of `colour` (hatch `direction`): how fused and let-go
+    patches look, so that none reads as a kept patch of the same colour."""
+    if not patches.any():
+        return
+    where = upsample(arrays, patches)
+    rgb = np.asarray(palette.hex_to_rgb(colour), dtype=np.float32)
+    pale = greyed(arrays.picture) * (1.0 - palette.PALE_PULL) + palette.PALE_LEVEL * palette.PALE_PULL
+    pale = pale * (1.0 - tint) + rgb * tint
+    value = np.where(hatch(*where.shape, direction)[..., None], rgb, pale)
+    out[where] = value[where]
 
 
 def draw_dropped(out: np.ndarray, arrays: TraceArrays, dropped: np.ndarray) -> None:
@@ -90,11 +116,54 @@ def piece_ranks(pieces: np.ndarray) -> np.ndarray:
     return np.array([lookup.get(int(piece), -1) for piece in flat], dtype=np.int32).reshape(pieces.shape)
 
 
-def piece_colours(pieces: np.ndarray) -> np.ndarray:
-    """[rows, cols] piece ids -> [rows, cols, 3] float32, each piece's palette colour (unused where -1)."""
+def piece_colour_indices(pieces: np.ndarray) -> np.ndarray:
+    """[rows, cols] piece ids (-1: none) -> [rows, cols] each piece's index into palette.PIECE_COLOURS (-1: none).
+
+    Touching pieces (sharing a patch side) get different colours wherever the palette allows: the pieces are
+    coloured most constrained first (the one whose neighbours already show the most colours, then the one with the
+    most neighbours, then the first in the grid, row by row), each with the colour fewest of its neighbours have,
+    and of those the one fewest pieces have so far, so the colours also spread over the picture. Scattered pieces
+    (ToMe's) can touch more pieces than there are colours; every piece is outlined (draw_pieces), so two touching
+    pieces of one colour are still told apart. The result depends on the pieces alone.
+    """
     ranks = piece_ranks(pieces)
+    count = int(ranks.max()) + 1 if ranks.size else 0
+    indices = np.full(pieces.shape, -1, dtype=np.int32)
+    if count == 0:
+        return indices
+    pairs = np.concatenate([np.stack([ranks[:, :-1].ravel(), ranks[:, 1:].ravel()], axis=1),
+                            np.stack([ranks[:-1].ravel(), ranks[1:].ravel()], axis=1)])
+    pairs = pairs[(pairs[:, 0] >= 0) & (pairs[:, 1] >= 0) & (pairs[:, 0] != pairs[:, 1])]
+    neighbours: list[list[int]] = [[] for _ in range(count)]
+    for first, second in np.unique(np.sort(pairs, axis=1), axis=0).tolist():
+        neighbours[first].append(second)
+        neighbours[second].append(first)
+    palette_size = len(palette.PIECE_COLOURS)
+    chosen = np.full(count, -1, dtype=np.int32)
+    used = np.zeros(palette_size, dtype=np.int64)
+    around = np.zeros((count, palette_size), dtype=np.int64)       # per piece, its neighbours of each colour
+    degree = np.array([len(others) for others in neighbours], dtype=np.int64)
+    # the order: most colours around, then most neighbours, then first in the grid (one number, larger first)
+    priority = degree * count + (count - 1 - np.arange(count))
+    saturation = np.zeros(count, dtype=np.int64)
+    order = np.arange(palette_size)
+    for _ in range(count):
+        piece = int(np.argmax(np.where(chosen < 0, saturation * (count * count + count) + priority, -1)))
+        colour = int(np.lexsort((order, used, around[piece]))[0])
+        chosen[piece] = colour
+        used[colour] += 1
+        for other in neighbours[piece]:
+            saturation[other] += around[other, colour] == 0
+            around[other, colour] += 1
+    indices[ranks >= 0] = chosen[ranks[ranks >= 0]]
+    return indices
+
+
+def piece_colours(pieces: np.ndarray) -> np.ndarray:
+    """[rows, cols] piece ids -> [rows, cols, 3] float32, each piece's palette colour (piece_colour_indices;
+    unused where -1)."""
     table = np.array(palette.PIECE_COLOURS, dtype=np.float32)
-    return table[np.maximum(ranks, 0) % len(table)]
+    return table[np.maximum(piece_colour_indices(pieces), 0)]
 
 
 def group_edges(groups: np.ndarray, width: int) -> np.ndarray:
@@ -173,23 +242,21 @@ def picture_image(arrays: TraceArrays, outline: bool = True) -> np.ndarray:
 def status_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
     """[H, W, 3] uint8: the picture with each patch drawn by its status leaving `block`.
 
-    Kept: the picture as it is. Merged: tinted with its piece's colour, pieces outlined. Fused: greyed under
-    magenta. Dropped: greyed, pulled to mid grey and hatched.
+    Kept: the picture as it is. Merged: tinted with its piece's colour, pieces outlined. Fused: paled under
+    purple stripes falling to the right. Dropped: greyed, pulled to mid grey, under stripes rising to the right.
     """
     block = check_block(arrays, block)
     status = arrays.status[block]
     out = arrays.picture.copy()
     draw_pieces(out, arrays, block, palette.MERGED_ALPHA)
-    fused = upsample(arrays, status == Status.FUSED)
-    out[fused] = greyed(arrays.picture)[fused]
-    _mix(out, fused, palette.hex_to_rgb(palette.FUSED_HEX), palette.FUSED_ALPHA)
+    draw_striped(out, arrays, status == Status.FUSED, palette.FUSED_HEX, palette.FUSED_ALPHA, palette.FUSED_HATCH)
     draw_dropped(out, arrays, status == Status.DROPPED)
     return _finish(out, arrays, outline)
 
 
 def pieces_image(arrays: TraceArrays, block: int, fill: str = "colour", outline: bool = True) -> np.ndarray:
     """[H, W, 3] uint8: the merged pieces leaving `block`, each in its own colour and outlined; the other patches
-    greyed (fused: magenta, dropped: hatched).
+    greyed (fused and dropped striped, as in status_image).
 
     Args:
         fill: "colour": each piece tinted strongly with its palette colour; "mean": each piece filled with the
@@ -201,8 +268,7 @@ def pieces_image(arrays: TraceArrays, block: int, fill: str = "colour", outline:
     merged = upsample(arrays, status == Status.MERGED)
     out[merged] = arrays.picture[merged]
     draw_pieces(out, arrays, block, alpha=0.78, fill=fill)
-    fused = upsample(arrays, status == Status.FUSED)
-    _mix(out, fused, palette.hex_to_rgb(palette.FUSED_HEX), palette.FUSED_ALPHA)
+    draw_striped(out, arrays, status == Status.FUSED, palette.FUSED_HEX, palette.FUSED_ALPHA, palette.FUSED_HATCH)
     draw_dropped(out, arrays, status == Status.DROPPED)
     return _finish(out, arrays, outline)
 
@@ -286,22 +352,21 @@ def removed_counts(arrays: TraceArrays, block: int) -> dict[str, float]:
 
 
 def removed_image(arrays: TraceArrays, block: int, outline: bool = True) -> np.ndarray:
-    """[H, W, 3] uint8: each patch let go of up to `block` tinted by whether it touches the object (vermilion) or
-    is background (blue), over the greyed picture; the other patches as they are. Without a mask (a picture of
-    your own: nothing says which pixels are the object) every patch let go of takes one colour (palette.LET_GO_HEX).
+    """[H, W, 3] uint8: each patch let go of up to `block` paled and striped by whether it touches the object
+    (vermilion, cross-hatched) or is background (blue violet, stripes), the other patches as they are. Without a
+    mask (a picture of your own: nothing says which pixels are the object) every patch let go of takes one colour
+    (palette.LET_GO_HEX).
     """
     removed = removed_patches(arrays, block)
     out = arrays.picture.copy()
-    grey = greyed(arrays.picture)
     if arrays.mask is None:
-        groups = ((removed, palette.LET_GO_HEX),)
+        groups = ((removed, palette.LET_GO_HEX, palette.REMOVED_HATCH["let go"]),)
     else:
         on_object = object_patches(arrays)
-        groups = ((removed & ~on_object, palette.REMOVED_BACKGROUND_HEX), (removed & on_object, palette.REMOVED_OBJECT_HEX))
-    for where, colour in groups:
-        pixels = upsample(arrays, where)
-        out[pixels] = grey[pixels]
-        _mix(out, pixels, palette.hex_to_rgb(colour), palette.REMOVED_ALPHA)
+        groups = ((removed & ~on_object, palette.REMOVED_BACKGROUND_HEX, palette.REMOVED_HATCH["background"]),
+                  (removed & on_object, palette.REMOVED_OBJECT_HEX, palette.REMOVED_HATCH["object"]))
+    for where, colour, direction in groups:
+        draw_striped(out, arrays, where, colour, palette.REMOVED_ALPHA, direction)
     return _finish(out, arrays, outline)
 
 
@@ -310,6 +375,7 @@ def legend_keys(arrays: TraceArrays, view: str, blocks: int | list[int]) -> set[
     blocks = [check_block(arrays, block) for block in ([blocks] if isinstance(blocks, int) else blocks)]
     keys = palette.present_in(arrays.status[blocks], arrays.pieces[blocks])
     if view == "attention":
+        keys.add("learned" if arrays.learned_scores else "class attention")
         sources = [attention_source(arrays, block) for block in blocks]
         unscored = [np.isnan(arrays.scores[source]).any() for source in sources if source is not None]
         keys.discard("dropped")
@@ -322,7 +388,11 @@ def legend_keys(arrays: TraceArrays, view: str, blocks: int | list[int]) -> set[
             keys |= {"let go"} if removed.any() else set()
         else:
             keys |= palette.present_in(arrays.status[last], removed=removed, on_object=object_patches(arrays))
+        if not removed_patches(arrays, min(blocks)).all():
+            keys.add("carried")
         keys.add("no mask" if arrays.mask is None else "mask")
+    if arrays.mask is not None:
+        keys.add("mask")                                  # the object is outlined in every view
     return keys
 
 

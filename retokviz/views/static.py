@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.patches import Patch as LegendPatch
+from matplotlib.patheffects import withStroke
 
 from retokviz.trace.record import Status
 from retokviz.views.figure import Figure
@@ -57,17 +58,88 @@ def _panels(count: int, extra_height: float = 0.5) -> tuple[Figure, list]:
     return figure, axes
 
 
-def _legend(figure: Figure, view: str, ncol: int = 5, present: set[str] | None = None) -> None:
-    """The palette's legend of `view` along the figure's bottom, in at most `ncol` columns, listing only what
-    `present` names (raster.legend_keys; None: every entry)."""
-    handles = [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
-               for label, colour, hatched in palette.legend(view, present)]
-    figure.legend(handles=handles, loc="lower center", ncol=max(1, min(len(handles), ncol)), fontsize=7,
+def legend_handles(entries: Sequence[tuple[str, str, str]]) -> list[LegendPatch]:
+    """Legend handles (matplotlib patches) of palette.legend entries [(label, colour, hatch), ...], each swatch drawn
+    as the views draw it (palette.swatch): plain, striped ("/", "\\", "x": stripes of the colour over a paled
+    swatch), outlined (a bright line in a dark one, as the object's) or tinted in a darker outline (a piece)."""
+    handles = []
+    for label, colour, hatch in entries:
+        fill, line = palette.swatch(colour, hatch)
+        if hatch == palette.OUTLINED:
+            handles.append(LegendPatch(facecolor=fill, edgecolor=line, linewidth=2.0, label=label,
+                                       path_effects=[withStroke(linewidth=3.5, foreground="black")]))
+        elif hatch == palette.TINTED:
+            handles.append(LegendPatch(facecolor=fill, edgecolor=line, linewidth=2.0, label=label))
+        elif hatch:
+            handles.append(LegendPatch(facecolor=fill, edgecolor=line, hatch=hatch * 3, linewidth=0.8, label=label))
+        else:
+            handles.append(LegendPatch(facecolor=fill, edgecolor=line, linewidth=0.6, label=label))
+    return handles
+
+
+LEGEND_SIZE = 7               # points, the legend's text
+
+
+def text_width(text: str, size: float = LEGEND_SIZE) -> float:
+    """The width of `text` in inches at `size` points, in matplotlib's default font (measured, no drawing)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=size), ismath=False)
+    return width / 72
+
+
+def legend_columns(labels: Sequence[str], width: float, most: int = 5, size: float = LEGEND_SIZE) -> int:
+    """How many columns (at most `most`) a legend of `labels` can have and fit `width` inches: matplotlib fills
+    the columns top to bottom, each as wide as its longest label plus its swatch (2 em), the gap after the swatch
+    (0.8 em) and between columns (2 em)."""
+    em = size / 72
+    for ncol in range(max(1, min(len(labels), most)), 1, -1):
+        rows = -(-len(labels) // ncol)
+        columns = [labels[start:start + rows] for start in range(0, len(labels), rows)]
+        needed = sum(max(text_width(label, size) for label in column) + 2.8 * em for column in columns)
+        if needed + 2 * em * (len(columns) - 1) + 2 * em <= width:
+            return len(columns)
+    return 1
+
+
+def _legend(figure: Figure, view: str, ncol: int = 5, present: set[str] | None = None) -> int:
+    """The palette's legend of `view` along the figure's bottom, in at most `ncol` columns (fewer where the labels
+    would not fit the figure's width: the entries wrap onto more rows), listing only what `present` names
+    (raster.legend_keys; None: every entry). Returns the number of rows."""
+    entries = palette.legend(view, present)
+    width = figure.get_figwidth() * 0.98
+    columns = legend_columns([label for label, _, _ in entries], width, ncol)
+    if columns == 1:                    # a label wider than the figure: wrapped onto lines that fit
+        entries = [(_wrap(label, width - 4 * LEGEND_SIZE / 72), colour, hatch) for label, colour, hatch in entries]
+    figure.legend(handles=legend_handles(entries), loc="lower center", ncol=columns, fontsize=LEGEND_SIZE,
                   frameon=False)
+    if columns == 1:
+        return sum(label.count("\n") + 1 for label, _, _ in entries)
+    return -(-len(entries) // columns)
 
 
-def _layout(figure: Figure, bottom: float = 0.14) -> None:
-    figure.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=bottom, wspace=0.04)
+def _wrap(label: str, width: float) -> str:
+    """`label` broken at spaces into lines no wider than `width` inches (at the legend's size)."""
+    lines: list[str] = []
+    for word in label.split(" "):
+        if lines and text_width(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+def _layout(figure: Figure, bottom: float = 0.14, rows: int = 1, top: float = 0.86) -> None:
+    """Room for the panels' titles on top (`top`) and for a legend of `rows` rows below them (`bottom`, the share
+    of the figure's height for one row): each row past the first makes the figure taller, the panels keep their
+    size."""
+    height = figure.get_figheight()
+    extra = (rows - 1) * 0.16                                      # inches per legend row
+    figure.set_figheight(height + extra)
+    scale = height / (height + extra)
+    figure.subplots_adjust(left=0.01, right=0.99, top=1 - (1 - top) * scale, bottom=bottom * scale + extra /
+                           (height + extra), wspace=0.04)
 
 
 def plot_view(arrays: TraceArrays, view: str = "status", blocks: Sequence[int] | None = None,
@@ -84,13 +156,14 @@ def plot_view(arrays: TraceArrays, view: str = "status", blocks: Sequence[int] |
         ax.imshow(raster.view_image(arrays, view, block, patch), interpolation="nearest")
         ax.set_title(f"after block {block}: {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
     figure.suptitle(arrays.method, fontsize=TITLE_SIZE + 1)
-    _legend(figure, view, present=raster.legend_keys(arrays, view, blocks))
-    _layout(figure)
+    rows = _legend(figure, view, present=raster.legend_keys(arrays, view, blocks))
+    _layout(figure, rows=rows)
     return figure
 
 
 def plot_status(arrays: TraceArrays, blocks: Sequence[int] | None = None) -> Figure:
-    """The status of every patch leaving each block: kept as is, merged per piece, fused magenta, dropped hatched."""
+    """The status of every patch leaving each block: kept as is, merged per piece (outlined), fused and dropped
+    striped."""
     return plot_view(arrays, "status", blocks)
 
 
@@ -109,8 +182,8 @@ def plot_pieces(arrays: TraceArrays, blocks: Sequence[int] | None = None, fill: 
         ax.imshow(raster.pieces_image(arrays, block, fill=fill), interpolation="nearest")
         ax.set_title(f"after block {block}: {count} pieces, {arrays.num_tokens[block]} tokens", fontsize=TITLE_SIZE)
     figure.suptitle(f"{arrays.method}: pieces", fontsize=TITLE_SIZE + 1)
-    _legend(figure, "pieces", present=raster.legend_keys(arrays, "pieces", blocks))
-    _layout(figure, bottom=0.2)
+    rows = _legend(figure, "pieces", present=raster.legend_keys(arrays, "pieces", blocks))
+    _layout(figure, rows=rows)
     return figure
 
 
@@ -169,8 +242,10 @@ def plot_lineage(arrays: TraceArrays, patch: int | tuple[int, int], blocks: Sequ
             title += f", token {token} ({carried} patch{'es' if carried > 1 else ''})"
         ax.set_title(title, fontsize=TITLE_SIZE)
     figure.suptitle(f"{arrays.method}: patch (row {row}, col {col})", fontsize=TITLE_SIZE + 1)
-    _legend(figure, "lineage", present=raster.legend_keys(arrays, "status", blocks))
-    _layout(figure)
+    present = {"mask"} if arrays.mask is not None else set()        # the patch hatched only where it is dropped
+    present |= {"dropped"} if (arrays.owner[blocks, row, col] < 0).any() else set()
+    rows = _legend(figure, "lineage", present=present)
+    _layout(figure, rows=rows)
     return figure
 
 
@@ -262,8 +337,8 @@ def plot_methods(items: Sequence[TraceArrays] | Mapping[str, TraceArrays], view:
         ax.imshow(raster.view_image(arrays, view, shown), interpolation="nearest")
         ax.set_title(f"{label}\nafter block {shown}: {arrays.num_tokens[shown]} tokens", fontsize=TITLE_SIZE - 1)
         present |= raster.legend_keys(arrays, view, shown)
-    _legend(figure, view, present=present)
-    figure.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.16, wspace=0.04)
+    rows = _legend(figure, view, present=present)
+    _layout(figure, bottom=0.16, rows=rows, top=0.8)
     return figure
 
 
@@ -345,10 +420,12 @@ def plot_let_go_by_reason(reasons: Mapping[int, Mapping[str, object]], title: st
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)                     # room for the labels
     ax.set_title(title or "let go of at each reduction block, by reason\n(lift: background over a random choice)",
                  fontsize=TITLE_SIZE)
-    ax.legend(handles=[LegendPatch(color=palette.REMOVED_BACKGROUND_HEX, label="background"),
-                       LegendPatch(color=palette.REMOVED_OBJECT_HEX, label="object"),
-                       LegendPatch(facecolor="0.55", hatch="////", edgecolor="white", label="displaced")],
-              fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    handles = [LegendPatch(color=palette.REMOVED_BACKGROUND_HEX, label="background"),
+               LegendPatch(color=palette.REMOVED_OBJECT_HEX, label="object")]
+    handles += [LegendPatch(facecolor="0.55", hatch=hatches.get(name, ".."), edgecolor="white", label=name)
+                for name in names if name != "bottom"]                 # only the reasons drawn
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1),
+              ncol=len(handles))
     ax.grid(alpha=0.3, axis="y")
     figure.tight_layout()
     return figure

@@ -11,20 +11,40 @@ throughput. The EViT paper's published DeiT-S figures are drawn as a reference s
 always (a ratio is comparable across models and machines), in the accuracy panels only when the table's model
 costs about as much as DeiT-S (its untouched MACs within a factor 2 of 4.6 G), since top-1 on ImageNet and on
 another test set, or img/s of a model of another size, do not share an axis.
+
+How sure each figure is, drawn with it:
+
+- top-1 carries its 95 % bootstrap interval over the test images (`accuracy_interval`): a bar through each point.
+  The table holds the accuracy and how many images gave it (the `data` column), and for a share that is all the
+  bootstrap needs (resampling n images of which k were right draws Binomial(n, k / n) right ones);
+- the top-1 axis spans at least TOP1_MIN_SPAN points and every interval (`top1_limits`), so that one or two images
+  more or fewer (0.1 or 0.2 points on 1000 images) stay a small step inside their bars, never the panel's height;
+- a speed-up carries a bar of +/- the spread of its timing rounds (the larger of its own and the untouched model's,
+  as the sweep's note uses it). Where that bar reaches 1 the point is hollow: "within spread", the run did not
+  tell the speed-up from none. A speed-up above its MACs ceiling is crossed out: noise. `CAPTION` says so under
+  the figure, in plain words, and `note_meaning` explains a row's note wherever it is shown;
+- keep-rate labels are placed where they overlap no other label (`place_labels`), and left out where no place is
+  free (the keep rate of every point is in the plotly figure's hover).
 """
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from matplotlib.colors import to_hex
+import numpy as np
+from matplotlib.colors import to_hex, to_rgb
 
 from retokviz.methods.registry import label
 from retokviz.views.figure import Figure
 from retokviz.views.palette import method_colour
+from retokviz.measure.intervals import LEVEL
 from retokviz.sweep.config import UNTOUCHED
+from retokviz.sweep.noise import ABOVE_CEILING, WITHIN_SPREAD
 from retokviz.sweep.table import COLUMNS, INTS, parse_row, read_table
 
 PAPER_LABEL = "EViT paper (DeiT-S, ImageNet, 300 epochs)"
@@ -40,6 +60,130 @@ PAPER_EVIT_DEIT_S = (
 PAPER_GREY = "#7f7f7f"
 PANELS = ("top-1 against throughput", "top-1 against MACs", "speed-up against keep rate",
           "batch-1 latency against batch throughput")
+TOP1_MIN_SPAN = 5.0           # points: the least a top-1 axis spans (see top1_limits)
+LABEL_SIZE = 6                # points: the keep-rate labels
+NOTE_MEANINGS = {
+    WITHIN_SPREAD: "within spread: the speed-up is closer to 1 than the timing rounds varied, so this run could "
+                   "not tell it from no speed-up at all",
+    ABOVE_CEILING: "noise, above the MACs ceiling: faster than removing tokens can make it (the arithmetic it "
+                   "removes), so the difference is the machine's variation, not speed",
+}
+CAPTION = {   # the sentences under the figure, each where the figure shows what it explains
+    "interval": "Bars on top-1: its {level:.0%} interval, where top-1 would fall for most other draws of {images} "
+                "test images (bootstrap).",
+    "band": "The grey band: the untouched model's interval; a method's bar that overlaps it is not told apart.",
+    "span": "The top-1 axes span at least {span:g} points, so a step of one or two images stays small.",
+    "spread": "Bars on speed-ups: +/- the spread of the timing rounds.",
+    WITHIN_SPREAD: "Hollow marker, \"within spread\": the speed-up is closer to 1 than the timing rounds varied, so "
+                   "this run could not tell it from no speed-up.",
+    ABOVE_CEILING: "Crossed marker, \"above MACs ceiling\": faster than the arithmetic removed allows, so noise.",
+}
+
+
+def note_meaning(note: str | None) -> str:
+    """A sweep row's note (its `note` column) in plain words, or "" for none; an unknown note as it is."""
+    if not note:
+        return ""
+    return NOTE_MEANINGS.get(note, note)
+
+
+def test_images(row: Mapping) -> int | None:
+    """How many test images a row's accuracy was measured on, read from its `data` column ("clutter test, 1000
+    images, seed 0"), or None where it does not say."""
+    found = re.search(r"(\d+) images", str(row.get("data") or ""))
+    return int(found.group(1)) if found else None
+
+
+@functools.lru_cache(maxsize=4096)
+def share_interval(correct: int, count: int, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile bootstrap interval (rv.intervals.bootstrap with `share`) of a share of `correct` right out
+    of `count`, computed exactly: resampling the count images draws Binomial(count, correct / count) right ones,
+    so the interval is that distribution's (1 - level) / 2 and (1 + level) / 2 quantiles, divided by the count
+    (the bootstrap's 2000 draws approximate these within about one image)."""
+    if not 0 <= correct <= count or count < 1:
+        raise ValueError(f"a share needs 0 <= correct <= count and count >= 1, got {correct} of {count}")
+    rate = correct / count
+    if rate in (0.0, 1.0):
+        return rate, rate
+    k = np.arange(count + 1)
+    log_pmf = (math.lgamma(count + 1) - np.array([math.lgamma(i + 1) + math.lgamma(count - i + 1) for i in k])
+               + k * math.log(rate) + (count - k) * math.log1p(-rate))
+    cdf = np.cumsum(np.exp(log_pmf - log_pmf.max()))
+    cdf /= cdf[-1]
+    tail = (1.0 - level) / 2
+    low, high = np.searchsorted(cdf, [tail, 1.0 - tail])
+    return float(low / count), float(min(high, count) / count)
+
+
+def accuracy_interval(row: Mapping, level: float = LEVEL) -> tuple[float, float] | None:
+    """The bootstrap interval (0..1) of a row's top-1 over its test images (`share_interval`), or None where the
+    row has no accuracy or does not say how many images gave it."""
+    count = test_images(row)
+    if row.get("accuracy") is None or not count:
+        return None
+    return share_interval(round(row["accuracy"] * count), count, level)
+
+
+def top1_limits(values: Iterable[float], min_span: float = TOP1_MIN_SPAN) -> tuple[float, float]:
+    """The top-1 axis's limits (in %) for `values` (every point and interval end drawn, in %): at least `min_span`
+    points wide, centred on them, never past 100 or below 0; wider data get 8 % of their span on either side.
+
+    The rule keeps noise small: two models that differ by one image in 1000 (0.1 point) are 2 % of the axis
+    apart, inside bars about 2.5 points long, not the panel's full height."""
+    values = [float(value) for value in values if value is not None and not math.isnan(value)]
+    if not values:
+        return 0.0, 100.0
+    low, high = min(values), max(values)
+    if high - low < min_span:
+        middle = (low + high) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
+    else:
+        margin = 0.08 * (high - low)
+        low, high = low - margin, high + margin
+    edge = 0.02 * (high - low)                           # room for a marker at 100 % or at 0 %
+    if high > 100.0 + edge:
+        low, high = low - (high - 100.0 - edge), 100.0 + edge
+    if low < -edge:
+        low, high = -edge, high - low - edge
+    return low, min(high, 100.0 + edge)
+
+
+def place_labels(ax, items: Sequence[tuple[float, float, str, str]], size: float = LABEL_SIZE,
+                 avoid: Sequence[tuple[float, float, float, float]] = ()) -> list:
+    """Label points without overlap: each (x, y, text, colour) in data coordinates gets the first of a few places
+    around its point (right above, right below, left above, left below, above, below) whose box overlaps no label
+    placed before it nor a box of `avoid` (display pixels) and lies inside the axes; a label with no free place
+    is left out. Call it once the axes' limits and the figure's layout are final.
+
+    Returns:
+        The texts placed (matplotlib Annotations).
+    """
+    from retokviz.views.static import text_width
+
+    figure = ax.figure
+    pixels = figure.dpi / 72.0
+    frame = ax.get_window_extent()
+    placed: list[tuple[float, float, float, float]] = list(avoid)
+    texts = []
+    height = size * 1.25 * pixels
+    for x, y, text, colour in items:
+        px, py = ax.transData.transform((x, y))
+        width = text_width(text, size) * 72 * pixels + 2
+        gap = 3 * pixels
+        spots = [(gap, gap, "left", "bottom"), (gap, -gap, "left", "top"), (-gap, gap, "right", "bottom"),
+                 (-gap, -gap, "right", "top"), (0, 2 * gap, "center", "bottom"), (0, -2 * gap, "center", "top")]
+        for dx, dy, ha, va in spots:
+            left = px + dx - {"left": 0, "right": width, "center": width / 2}[ha]
+            bottom = py + dy - {"bottom": 0, "top": height}[va]
+            box = (left, bottom, left + width, bottom + height)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not any(box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and
+                                  other[1] < box[3] for other in placed):
+                placed.append(box)
+                texts.append(ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx / pixels, dy / pixels),
+                                         ha=ha, va=va, fontsize=size, color=colour))
+                break
+    return texts
 
 
 def load_rows(table: str | os.PathLike | Iterable[Mapping] | Any) -> list[dict]:
@@ -163,8 +307,33 @@ def _title(selection: Mapping, rows: Sequence[Mapping]) -> tuple[str, bool]:
              f"timed passes x {first['rounds']} rounds, interleaved; torch {first['torch']}, timm {first['timm']}"]
     noisy = any(row["note"] for row in rows) or (first["rounds"] or 0) < 3
     if noisy:
-        lines.append("some speed-ups are not resolved or are noise (see the note column)")
+        lines.append("some speed-ups are not resolved (hollow) or are noise (crossed): see the note below")
     return "\n".join(lines), noisy
+
+
+def speedup_spread(row: Mapping, base: Mapping | None) -> float | None:
+    """The spread a row's speed-up is judged by (the larger of its rounds' and the untouched model's, as the
+    sweep's note), or None where it was not measured."""
+    spreads = [row.get("spread")] + ([base.get("spread")] if base is not None else [])
+    return None if any(spread is None for spread in spreads) else max(spreads)
+
+
+def caption(rows: Sequence[Mapping]) -> str:
+    """The plain words printed under the figure (CAPTION): what the bars are, the top-1 axis's rule, and what a
+    hollow or crossed marker means, each sentence where the figure shows it."""
+    parts = []
+    counts = sorted({count for count in (test_images(row) for row in rows if accuracy_interval(row) is not None)})
+    if counts:
+        parts.append(CAPTION["interval"].format(level=LEVEL, images=" or ".join(str(count) for count in counts)))
+    base = untouched(rows)
+    if base is not None and accuracy_interval(base) is not None:
+        parts.append(CAPTION["band"])
+    if any(row["accuracy"] is not None for row in rows):
+        parts.append(CAPTION["span"].format(span=TOP1_MIN_SPAN))
+    if any(row.get("spread") is not None for row in rows):
+        parts.append(CAPTION["spread"])
+    parts += [CAPTION[note] for note in (WITHIN_SPREAD, ABOVE_CEILING) if any(row["note"] == note for row in rows)]
+    return " ".join(parts)
 
 
 def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = None, dtype: str | None = None,
@@ -172,6 +341,9 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
                   highlight: tuple[str, float] | None = None) -> Figure:
     """The four trade-off panels of one model, batch size and dtype (see the module docstring), as a matplotlib
     Figure that shows itself in notebooks and saves with `.savefig(path)`.
+
+    Top-1 carries its bootstrap interval as bars, on an axis at least TOP1_MIN_SPAN points tall; speed-ups carry
+    the spread of their timing rounds, hollow where "within spread"; the caption under the panels says so.
 
     Args:
         table: a sweep CSV path, its rows, or a DataFrame.
@@ -183,7 +355,7 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
             table holds; nothing where the method is not drawn), as the explorer does for its setting.
     """
     rows, selection = select(load_rows(table), model, batch_size, dtype, methods)
-    figure = Figure(figsize=(11.0, 8.2), dpi=100)
+    figure = Figure(figsize=(11.0, 8.8), dpi=100)
     axes = figure.subplots(2, 2).ravel()
     by_method = series(rows)
     base = untouched(rows)
@@ -195,23 +367,57 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
               (axes[1], lambda row: row["macs"] / 1e9, top1, "GMACs per image", "top-1 (%)"),
               (axes[3], lambda row: row["images_per_s"], lambda row: row["latency_ms"], "images / s (batch)",
                "latency, batch 1 (ms)")]
+    labels: dict[Any, list] = {ax: [] for ax in axes}          # keep-rate labels, placed once the layout is final
+    top1_values: list[float] = []                              # every top-1 and interval end drawn, in %
+
+    def interval_bars(ax, xs, items, colour):
+        bounds = [accuracy_interval(row) for row in items]
+        drawn = [(x, 100 * row["accuracy"], bound) for x, row, bound in zip(xs, items, bounds)
+                 if bound is not None and not (base is not None and row["keep_rate"] == 1.0)]   # 1.0: the band's
+        if drawn:
+            ax.errorbar([d[0] for d in drawn], [d[1] for d in drawn],
+                        yerr=[[d[1] - 100 * d[2][0] for d in drawn], [100 * d[2][1] - d[1] for d in drawn]],
+                        fmt="none", ecolor=colour, elinewidth=1.2, alpha=0.75, capsize=2.5, zorder=2)
+            top1_values.extend(100 * end for d in drawn for end in d[2])
+
     for order, (name, items) in enumerate(by_method.items()):
         colour = method_colour(name, order)
-        for ax, x, y, _, _ in panels:
-            points = [(x(row), y(row), row["keep_rate"]) for row in items if y(row) is not None]
-            if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=colour, label=_name(name),
-                        markersize=4)
-                for px, py, rate in points:
-                    ax.annotate(f"{rate:g}", (px, py), textcoords="offset points", xytext=(3, 3), fontsize=6,
-                                color=colour)
+        for index, (ax, x, y, _, _) in enumerate(panels):
+            scored = [row for row in items if y(row) is not None]
+            if scored:
+                xs, ys = [x(row) for row in scored], [y(row) for row in scored]
+                ax.plot(xs, ys, "o-", color=colour, label=_name(name), markersize=4, zorder=3)
+                labels[ax] += [(px, py, f"{row['keep_rate']:g}", colour) for px, py, row in zip(xs, ys, scored)]
+                if index < 2:
+                    interval_bars(ax, xs, scored, colour)
+                    top1_values.extend(ys)
         rates = [row["keep_rate"] for row in items]
-        axes[2].plot(rates, [row["speedup"] for row in items], "o-", color=colour, label=_name(name), markersize=4)
+        speedups = [row["speedup"] for row in items]
+        spreads = [speedup_spread(row, base) for row in items]
+        if any(spread is not None for spread in spreads):
+            axes[2].errorbar(rates, speedups, yerr=[spread or 0.0 for spread in spreads], fmt="none", ecolor=colour,
+                             elinewidth=4, alpha=0.28, capsize=0, zorder=1)
+        axes[2].plot(rates, speedups, "-", color=colour, label=_name(name), zorder=3)
+        resolved = [(rate, value) for rate, value, row in zip(rates, speedups, items) if not row["note"]]
+        within = [(rate, value) for rate, value, row in zip(rates, speedups, items) if row["note"] == WITHIN_SPREAD]
+        above = [(rate, value) for rate, value, row in zip(rates, speedups, items) if row["note"] == ABOVE_CEILING]
+        for points, style in ((resolved, dict(marker="o")), (within, dict(marker="o", markerfacecolor="white")),
+                              (above, dict(marker="X", markerfacecolor="white"))):
+            if points:
+                axes[2].plot(*zip(*points), linestyle="none", color=colour, markersize=5, zorder=4, **style)
         axes[2].plot(rates, [row["macs_ceiling"] for row in items], "--", color=colour, alpha=0.6, linewidth=1)
     if base is not None:
         for ax, x, y, _, _ in panels:
             if y(base) is not None:
                 ax.plot([x(base)], [y(base)], "*", color="black", markersize=10, label="untouched", zorder=5)
+        band = accuracy_interval(base) if has_accuracy and base["accuracy"] is not None else None
+        if band is not None:                # the untouched model's interval across the panel: is a method apart?
+            for ax in axes[:2]:
+                ax.axhspan(100 * band[0], 100 * band[1], color="0.5", alpha=0.14, linewidth=0, zorder=0,
+                           label=f"untouched, its {LEVEL:.0%} interval (band)" if ax is axes[0] else None)
+            top1_values.extend(100 * end for end in band)
+        if has_accuracy and base["accuracy"] is not None:
+            top1_values.append(100 * base["accuracy"])
     marked = None if highlight is None else nearest(rows, *highlight)
     if marked is not None:
         ring = dict(marker="o", markersize=13, markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.6,
@@ -223,35 +429,75 @@ def plot_tradeoff(table, *, model: str | None = None, batch_size: int | None = N
         axes[2].plot([marked["keep_rate"]], [marked["speedup"]], label=label, **ring)
     axes[2].axhline(1.0, color="black", linewidth=0.6)
     axes[2].plot([], [], "--", color="gray", label="MACs ceiling (dashed)")
+    if any(row["note"] == WITHIN_SPREAD for row in rows):
+        axes[2].plot([], [], "o", color="gray", markerfacecolor="white", label="within spread (hollow): not resolved")
+    if any(row["note"] == ABOVE_CEILING for row in rows):
+        axes[2].plot([], [], "X", color="gray", markerfacecolor="white", label="above MACs ceiling: noise")
     if reference:
         axes[2].plot(paper["keep_rate"], paper["speedup"], "s:", color=PAPER_GREY, markersize=4, label=PAPER_LABEL)
     if reference and in_accuracy:
         axes[0].plot(paper["images_per_s"], paper["accuracy"], "s:", color=PAPER_GREY, markersize=4,
                      label=PAPER_LABEL)
         axes[1].plot(paper["gmacs"], paper["accuracy"], "s:", color=PAPER_GREY, markersize=4, label=PAPER_LABEL)
+        top1_values.extend(paper["accuracy"])
     elif reference == "auto":
         for ax in axes[:2]:
             ax.plot([], [], " ", label="EViT paper: another model or test set,\nnot drawn (see the speed-up panel)")
-    if not has_accuracy:
+    for ax in axes[:2]:
+        if top1_values:
+            ax.set_ylim(*top1_limits(top1_values))
+    if has_accuracy:
+        intervals_shown = any(accuracy_interval(row) is not None for row in rows)
         for ax in axes[:2]:
-            ax.text(0.5, 0.5, "no accuracy in this table\n(a timm model without --data)", transform=ax.transAxes,
-                    ha="center", va="center", fontsize=8, color="gray")
+            if intervals_shown and ax is axes[0]:
+                ax.errorbar([], [], yerr=[], fmt="none", ecolor="gray", elinewidth=1.2, capsize=2.5,
+                            label=f"bars: top-1's {LEVEL:.0%} interval")
+    else:
+        for ax in axes[:2]:
+            ax.text(0.5, 0.06, "no accuracy in this table (a timm model without --data)", transform=ax.transAxes,
+                    ha="center", va="bottom", fontsize=8, color="gray",
+                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
     for ax, _, _, xlabel, ylabel in panels:
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
     axes[2].invert_xaxis()                                                  # less kept to the right
     axes[2].set_xlabel("keep rate (ToMe: EViT's token budget)", fontsize=8)
-    axes[2].set_ylabel("throughput / untouched", fontsize=8)
+    axes[2].set_ylabel("throughput / untouched (bars: spread of the rounds)", fontsize=8)
+    axes[2].set_ylim(min(0.9, axes[2].get_ylim()[0]), axes[2].get_ylim()[1])
     for ax, name in zip(axes, PANELS):
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6, loc="best")
+    handles: dict[str, Any] = {}                  # one legend for the four panels, above them: none covers data
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
     title, noisy = _title(selection, rows)
-    figure.suptitle(title, fontsize=8, color="firebrick" if noisy else "black")
-    figure.tight_layout()
+    figure.suptitle(title, fontsize=8, color="firebrick" if noisy else "black", y=0.995)
+    legend = figure.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.94),
+                           ncol=min(4, len(handles)), fontsize=7, frameon=False)
+    note = figure.text(0.5, 0.006, _wrapped(caption(rows), 190), ha="center", va="bottom", fontsize=7,
+                       color="0.25")
+    from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()       # the legend's and the caption's heights, measured
+    height = figure.bbox.height
+    bottom = note.get_window_extent(renderer).y1 / height + 0.005
+    figure.tight_layout(rect=(0, bottom, 1, 1))
+    above = max(ax.title.get_window_extent(renderer).y1 / height - ax.get_position().y1 for ax in axes[:2])
+    figure.subplots_adjust(top=legend.get_window_extent(renderer).y0 / height - above - 0.008)   # under the legend
+    figure.set_canvas(FigureCanvasBase(figure))
+    for ax in axes:
+        place_labels(ax, labels[ax])
     return figure
+
+
+def _wrapped(text: str, width: int) -> str:
+    """`text` broken at spaces into lines of at most `width` characters."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def png_bytes(figure: Figure, dpi: int = 80) -> bytes:
@@ -262,18 +508,33 @@ def png_bytes(figure: Figure, dpi: int = 80) -> bytes:
 
 
 def _hover(row: Mapping) -> str:
-    accuracy = "" if row["accuracy"] is None else f"top-1 {100 * row['accuracy']:.1f}%<br>"
-    note = f"<br><b>{row['note']}</b>" if row["note"] else ""
+    bounds = accuracy_interval(row)
+    accuracy = "" if row["accuracy"] is None else f"top-1 {100 * row['accuracy']:.1f}%" + (
+        f" ({LEVEL:.0%} interval {100 * bounds[0]:.1f}-{100 * bounds[1]:.1f}%)" if bounds else "") + "<br>"
+    note = f"<br><b>{note_meaning(row['note'])}</b>" if row["note"] else ""
+    spread = "spread not measured" if row["spread"] is None else f"spread of the rounds {row['spread']:.1%}"
     return (f"<b>{_name(row['method'])}</b> keep {row['keep_rate']:g} {row['setting'] or ''}<br>{accuracy}"
             f"{row['images_per_s']:.1f} img/s, {row['speedup']:.2f}x (ceiling {row['macs_ceiling']:.2f}x)<br>"
             f"latency {row['latency_ms']:.2f} ms, {row['macs'] / 1e9:.3f} GMACs<br>tokens {row['tokens']}<br>"
-            f"spread {row['spread']:.1%}{note}")
+            f"{spread}{note}")
+
+
+def _error(rows: Sequence[Mapping]) -> dict | None:
+    """plotly error bars (error_y) of the rows' top-1 intervals, in %, or None where none has one."""
+    bounds = [accuracy_interval(row) for row in rows]
+    if not any(bounds):
+        return None
+    return dict(type="data", symmetric=False, thickness=1.2, width=3,
+                array=[100 * (bound[1] - row["accuracy"]) if bound else 0.0 for row, bound in zip(rows, bounds)],
+                arrayminus=[100 * (row["accuracy"] - bound[0]) if bound else 0.0 for row, bound in zip(rows, bounds)])
 
 
 def tradeoff_figure(table, *, model: str | None = None, batch_size: int | None = None, dtype: str | None = None,
                     methods: Sequence[str] | None = None, reference: bool | str = "auto"):
-    """The panels of `plot_tradeoff` as one interactive plotly Figure (hover shows each row; clicking a method in
-    the legend hides it in every panel). Needs plotly (pip install 'retokviz[notebooks]')."""
+    """The panels of `plot_tradeoff` as one interactive plotly Figure (hover shows each row, its interval and its
+    note in words; clicking a method in the legend hides it in every panel), with the same bars, axis rule, hollow
+    and crossed markers and caption. The keep rate of each point is in its hover, not written beside it. Needs
+    plotly (pip install 'retokviz[notebooks]')."""
     try:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
@@ -283,34 +544,58 @@ def tradeoff_figure(table, *, model: str | None = None, batch_size: int | None =
     figure = make_subplots(rows=2, cols=2, subplot_titles=PANELS, horizontal_spacing=0.1, vertical_spacing=0.14)
     cells = {"throughput": (1, 1), "macs": (1, 2), "speedup": (2, 1), "latency": (2, 2)}
     has_accuracy = any(row["accuracy"] is not None for row in rows)
+    base = untouched(rows)
+    top1_values: list[float] = []
 
-    def add(cell, x, y, name, colour, group, first, dash="solid", text=None, symbol="circle", mode="lines+markers"):
+    def add(cell, x, y, name, colour, group, first, dash="solid", text=None, symbol="circle", mode="lines+markers",
+            error_y=None):
+        symbols = symbol if isinstance(symbol, list) else [symbol] * len(x)
         figure.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=group, showlegend=first, mode=mode,
-                                    line={"color": colour, "dash": dash}, marker={"symbol": symbol, "size": 7},
-                                    hovertext=text, hoverinfo="text" if text else "x+y+name"), *cells[cell])
+                                    line={"color": colour, "dash": dash}, marker={"symbol": symbols, "size": 7},
+                                    error_y=error_y, hovertext=text, hoverinfo="text" if text else "x+y+name"),
+                         *cells[cell])
+
+    def markers(items):      # the speed-up's marker: hollow within spread, crossed above the ceiling
+        return [{WITHIN_SPREAD: "circle-open", ABOVE_CEILING: "x-open"}.get(row["note"], "circle") for row in items]
 
     for order, (name, items) in enumerate(series(rows).items()):
         colour, text = to_hex(method_colour(name, order)), [_hover(row) for row in items]
         first = True
         if has_accuracy:
             scored = [row for row in items if row["accuracy"] is not None]
-            add("throughput", [r["images_per_s"] for r in scored], [100 * r["accuracy"] for r in scored],
-                _name(name), colour, name, first, text=[_hover(r) for r in scored])
-            add("macs", [r["macs"] / 1e9 for r in scored], [100 * r["accuracy"] for r in scored], _name(name),
-                colour, name, False, text=[_hover(r) for r in scored])
-            first = False
+            error = _error(scored)
+            for cell, x in (("throughput", [r["images_per_s"] for r in scored]),
+                            ("macs", [r["macs"] / 1e9 for r in scored])):
+                add(cell, x, [100 * r["accuracy"] for r in scored], _name(name), colour, name, first,
+                    text=[_hover(r) for r in scored], error_y=error)
+                first = False
+            top1_values += [100 * r["accuracy"] for r in scored]
+            top1_values += [100 * end for r in scored for end in (accuracy_interval(r) or ())]
         rates = [row["keep_rate"] for row in items]
-        add("speedup", rates, [row["speedup"] for row in items], _name(name), colour, name, first, text=text)
+        spreads = [speedup_spread(row, base) for row in items]
+        error = None if all(spread is None for spread in spreads) else dict(
+            type="data", array=[spread or 0.0 for spread in spreads], thickness=3, width=0,
+            color=f"rgba({','.join(str(round(255 * c)) for c in to_rgb(colour))},0.35)")
+        add("speedup", rates, [row["speedup"] for row in items], _name(name), colour, name, first, text=text,
+            symbol=markers(items), error_y=error)
         add("speedup", rates, [row["macs_ceiling"] for row in items], f"{_name(name)} MACs ceiling", colour, name,
-            False, dash="dash")
+            False, dash="dash", mode="lines")
         add("latency", [row["images_per_s"] for row in items], [row["latency_ms"] for row in items], _name(name),
             colour, name, False, text=text)
-    base = untouched(rows)
     if base is not None:
         marker = dict(colour="black", group=UNTOUCHED, text=[_hover(base)], symbol="star", mode="markers")
         if has_accuracy and base["accuracy"] is not None:
-            add("throughput", [base["images_per_s"]], [100 * base["accuracy"]], "untouched", first=True, **marker)
-            add("macs", [base["macs"] / 1e9], [100 * base["accuracy"]], "untouched", first=False, **marker)
+            add("throughput", [base["images_per_s"]], [100 * base["accuracy"]], "untouched", first=True,
+                error_y=_error([base]), **marker)
+            add("macs", [base["macs"] / 1e9], [100 * base["accuracy"]], "untouched", first=False,
+                error_y=_error([base]), **marker)
+            band = accuracy_interval(base)
+            if band is not None:
+                for cell in ("throughput", "macs"):
+                    figure.add_hrect(y0=100 * band[0], y1=100 * band[1], fillcolor="gray", opacity=0.14,
+                                     line_width=0, row=cells[cell][0], col=cells[cell][1])
+                top1_values += [100 * end for end in band]
+            top1_values.append(100 * base["accuracy"])
         add("latency", [base["images_per_s"]], [base["latency_ms"]], "untouched", first=not has_accuracy, **marker)
     paper = paper_points()
     if reference:
@@ -321,18 +606,22 @@ def tradeoff_figure(table, *, model: str | None = None, batch_size: int | None =
                 dash="dot", symbol="square")
             add("macs", paper["gmacs"], paper["accuracy"], PAPER_LABEL, PAPER_GREY, "paper", False, dash="dot",
                 symbol="square")
+            top1_values += paper["accuracy"]
     figure.update_xaxes(title_text="images / s (batch)", row=1, col=1)
     figure.update_xaxes(title_text="GMACs per image", row=1, col=2)
     figure.update_xaxes(title_text="keep rate (ToMe: EViT's token budget)", autorange="reversed", row=2, col=1)
     figure.update_xaxes(title_text="images / s (batch)", row=2, col=2)
     for row, col in ((1, 1), (1, 2)):
-        figure.update_yaxes(title_text="top-1 (%)", row=row, col=col)
+        figure.update_yaxes(title_text="top-1 (%)", row=row, col=col,
+                            range=list(top1_limits(top1_values)) if top1_values else None)
     figure.update_yaxes(title_text="throughput / untouched", row=2, col=1)
     figure.update_yaxes(title_text="latency, batch 1 (ms)", row=2, col=2)
     title, noisy = _title(selection, rows)
+    figure.add_annotation(text=_wrapped(caption(rows), 150).replace("\n", "<br>"), xref="paper", yref="paper",
+                          x=0.5, y=-0.1, showarrow=False, yanchor="top", font={"size": 10, "color": "#444"})
     figure.update_layout(title={"text": title.replace("\n", "<br>"), "font": {"size": 12,
                                 "color": "firebrick" if noisy else "black"}},
-                         height=780, margin={"t": 110}, legend={"font": {"size": 10}})
+                         height=860, margin={"t": 110, "b": 150}, legend={"font": {"size": 10}})
     return figure
 
 

@@ -10,8 +10,7 @@
 
   function legend(name, keys) {   // only the entries the picture holds (keys: legend keys of the frame shown)
     return (D.legends[name] || []).filter((e) => e.key === null || !keys || keys.includes(e.key)).map((e) => {
-      const fill = e.hatched ? 'repeating-linear-gradient(45deg,' + e.colour + ' 0 3px,#fff 3px 5px)' : e.colour;
-      return '<span class="item"><span class="sw" style="background:' + fill + '"></span>' + esc(e.label) + '</span>';
+      return '<span class="item"><span class="sw" style="' + e.css + '"></span>' + esc(e.label) + '</span>';
     }).join('');
   }
 
