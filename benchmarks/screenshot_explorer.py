@@ -2,10 +2,11 @@
 checked (the frame, the token count and the chart follow the sliders; a click follows a patch) and photographed
 (results/explorer-page.png). Then the live widget: JupyterLab on loopback runs notebooks/00_tour.ipynb, the
 method button and the keep-rate slider are used in the browser, and the widget is photographed
-(results/explorer.png).
+(results/explorer.png). `photograph_lessons` does the same for every lesson widget of notebooks 01-06 (each used once,
+its picture checked to change, each photographed).
 
     apt-get install -y chromium && pip install playwright        # Playwright's own browser download is not needed
-    python benchmarks/screenshot_explorer.py [--skip-lab]
+    python benchmarks/screenshot_explorer.py [--skip-lab] [--lessons build/browser]
 
 Exits non-zero when the page misbehaves.
 """
@@ -270,6 +271,209 @@ def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, s
             shutil.rmtree(ROOT / "notebooks" / ".ipynb_checkpoints", ignore_errors=True)
 
 
+# --- the lesson widgets of notebooks 01-06 in JupyterLab ------------------------------------------------------
+
+# One cell per lesson widget, each the widget as its cell's last line, in quick form (two generated images, a tiny
+# training run); the last cell leaves a file that says the notebook ran to its end.
+LESSON_CELLS = {
+    "setup": "import retokviz as rv\nfrom retokviz.tutorial import widgets",
+    "hiding": "widgets.hiding_lesson(num_images=2, image=1)",
+    "evit": "widgets.evit_lesson(num_images=2, image=1, keep_rate=0.7)",
+    "imagepiece": "widgets.imagepiece_lesson(num_images=2, image=1)",
+    "tome": "widgets.tome_lesson(num_images=2, image=1)",
+    "tradeoff": ("from retokviz.views.tradeoff import tradeoff_view\n\n"
+                 "tradeoff_view(rv.bundled.sweep_table('showcase'))"),
+    "training": (
+        "import tempfile\n\nimport timm\nimport torch\nfrom torch.utils.data import TensorDataset\n\n"
+        "torch.manual_seed(0)\n"
+        "tiny = timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=64, patch_size=16, embed_dim=48,\n"
+        "                         depth=2, num_heads=3, num_classes=10)\n"
+        "data = TensorDataset(torch.randn(32, 3, 64, 64), torch.arange(32) % 10)\n"
+        "config = rv.TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_epochs=0, keep_warmup_epochs=0,\n"
+        "                        keep_decay_epochs=1, label_smoothing=0.0, device='cpu', out_dir=tempfile.mkdtemp())\n"
+        "training = widgets.training_lesson(tiny, data, data, config, rv.EViT(keep_rate=0.5), num_images=1)\n"
+        "training.run(until=1)                   # paused after its first epoch: the reader presses go on\n"
+        "training"),
+    "done": "from pathlib import Path\n\nPath('ran.txt').write_text('the notebook ran to its end')",
+}
+
+
+def _lesson_notebook(folder: Path) -> Path:
+    """The notebook of LESSON_CELLS, stored as the project stores notebooks (no outputs)."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in LESSON_CELLS.values()])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "lessons.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def _moved(page, cell, picture, act, wait_for: str | None = None, timeout: float = 30_000) -> tuple[str, str]:
+    """Do `act()` on a lesson's cell as a reader would; wait until `picture` (an img locator) shows another picture
+    (and, with `wait_for`, until the cell shows that text). Returns the picture's src before and after."""
+    picture.wait_for(timeout=timeout)
+    before = picture.get_attribute("src")
+    act()
+    page.wait_for_function("([el, old]) => el.src && el.src !== old", arg=[picture.element_handle(), before],
+                           timeout=timeout)
+    if wait_for is not None:
+        cell.get_by_text(wait_for).first.wait_for(timeout=timeout)
+    return before, picture.get_attribute("src")
+
+
+def _use_lessons(page, cell_of, moved: dict) -> None:
+    """Use each lesson widget of LESSON_CELLS in the page as a reader would; note its picture's src before and after
+    in `moved`."""
+
+    def image(cell):
+        return cell.locator("img.widget-image").first
+
+    def picture(cell):
+        return cell.locator(".retokviz-picture img").first
+
+    def click_at(locator, x: float, y: float):
+        return lambda: locator.click(position={"x": locator.bounding_box()["width"] * x,
+                                               "y": locator.bounding_box()["height"] * y})
+
+    def keys(slider, key: str, times: int):
+        def press():
+            slider.locator(".noUi-handle").first.focus()
+            for _ in range(times):
+                page.keyboard.press(key)
+        return press
+
+    # 01: a click on a patch hides it
+    cell = cell_of("hiding")
+    moved["hiding"] = _moved(page, cell, picture(cell), click_at(picture(cell), 0.05, 0.05),
+                             "1 patches hidden")
+    # 02: the keep-rate slider, two steps down
+    cell = cell_of("evit")
+    rate = cell.locator(".widget-slider", has_text="keep rate").first
+    moved["evit"] = _moved(page, cell, image(cell), keys(rate, "ArrowLeft", 2))
+    assert rate.locator(".widget-readout").first.text_content().strip() == "0.60"
+    # 03: the next-step button, then a click on a patch to follow it
+    cell = cell_of("imagepiece")
+    moved["imagepiece"] = _moved(page, cell, picture(cell),
+                                 lambda: cell.get_by_role("button", name="next step").click(),
+                                 "tokens merged into another")
+    _moved(page, cell, picture(cell), click_at(picture(cell), 0.5, 0.5), "patch (row")
+    # 04: r, one step up
+    cell = cell_of("tome")
+    moved["tome"] = _moved(page, cell, image(cell), keys(cell.locator(".widget-slider").first, "ArrowRight", 1))
+    # 05: one method picked alone in the trade-off view
+    cell = cell_of("tradeoff")
+    moved["tradeoff"] = _moved(page, cell, image(cell),
+                               lambda: cell.locator("select[multiple]").first.select_option(index=0))
+    # 06: go on, from the pause after epoch 1 to the end; the plot gains an epoch and the board is drawn anew
+    cell = cell_of("training")
+    moved["training"] = _moved(page, cell, image(cell),
+                               lambda: cell.get_by_role("button", name="go on").click(), "done: 2 epochs")
+    cell.get_by_text("beside showcase-evit-0.7").first.wait_for(timeout=30_000)
+
+
+def photograph_lessons(shots: Path, timeout: float = 240) -> dict[str, tuple[str, str]]:
+    """Run a small notebook with every lesson widget (LESSON_CELLS) in JupyterLab, use each in Chromium as a reader
+    would (a click on the picture, a slider moved by the keyboard, a button, a picker), check that its picture
+    changed and that no cell shows an error, and photograph each to shots/lesson-<name>.png.
+
+    Returns:
+        {lesson: (picture src before, after)}.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    (ROOT / "build").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="lessons-", dir=ROOT / "build"))   # under the repository: Lab serves it
+    notebook = _lesson_notebook(folder)
+    ran = folder / "ran.txt"
+    port, token = free_port(), secrets.token_hex(16)
+    scratch = folder / "lab"
+    for plugin, values in (("docmanager-extension/plugin", {"autosave": False, "autoStartDefaultKernel": True}),
+                           ("apputils-extension/notification", {"fetchNews": "false"})):
+        path = scratch / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    lab = subprocess.Popen([str(ROOT / ".venv" / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+                            f"--port={port}", f"--IdentityProvider.token={token}", "--allow-root",
+                            "--ServerApp.port_retries=0", f"--notebook-dir={ROOT}",
+                            f"--LabApp.user_settings_dir={scratch / 'settings'}",
+                            f"--LabApp.workspaces_dir={scratch / 'workspaces'}"],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "RETOKVIZ_QUICK": "1", "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    moved: dict[str, tuple[str, str]] = {}
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser(playwright)
+            # tall: a lesson's whole output fits on the screen, for its photograph
+            page = chromium.new_page(viewport={"width": 1400, "height": 2200})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            url = f"http://127.0.0.1:{port}/lab/tree/{notebook.relative_to(ROOT).as_posix()}?token={token}"
+            deadline = time.time() + 60
+            while True:
+                try:
+                    page.goto(url)
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.5)
+            page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+            select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+            try:   # JupyterLab may ask which kernel to start
+                select.wait_for(timeout=3_000)
+                select.click()
+            except PlaywrightTimeout:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
+            page.keyboard.press("Escape")
+            page.keyboard.press("Control+b")   # the file browser folded away: the widgets get the width
+            started = time.time()
+            page.get_by_text("Run", exact=True).first.click()
+            page.get_by_text("Run All Cells", exact=True).first.click()
+            while not ran.exists():
+                if time.time() > started + timeout:
+                    page.screenshot(path=str(shots / "lesson-timeout.png"), full_page=True)
+                    raise TimeoutError(f"the lesson notebook did not finish in {timeout} s "
+                                       f"(what the page showed: {shots / 'lesson-timeout.png'})")
+                time.sleep(0.5)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            names = list(LESSON_CELLS)
+
+            def cell_of(name: str):
+                cell = cells.nth(names.index(name))
+                cell.scroll_into_view_if_needed()
+                cell.locator(".jp-OutputArea-output").first.wait_for(timeout=30_000)
+                return cell
+
+            try:
+                _use_lessons(page, cell_of, moved)
+            except Exception:
+                shots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shots / "lesson-failed.png"), full_page=True)
+                (shots / "lesson-failed.txt").write_text("\n".join(console))
+                raise
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count()
+            broken = page.locator(".jupyter-widgets-error-widget").count()
+            assert errors == 0 and broken == 0, (f"{errors} cell(s) printed an error, {broken} widget(s) failed to "
+                                                 "show\n" + "\n".join(console[-20:]))
+            shots.mkdir(parents=True, exist_ok=True)
+            for name in moved:
+                cell = cell_of(name)
+                cell.locator(".jp-OutputArea").first.screenshot(path=str(shots / f"lesson-{name}.png"))
+            chromium.close()
+        for name, (before, after) in moved.items():
+            assert before != after, f"the {name} lesson's picture did not change"
+        print(f"every lesson widget moved in JupyterLab: {', '.join(moved)}; screenshots in {shots}")
+        return moved
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        lab.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--page", type=Path, default=ROOT / "build" / "explorer.html",
@@ -279,6 +483,8 @@ def main() -> None:
     parser.add_argument("--lab-out", type=Path, default=ROOT / "results" / "explorer.png",
                         help="the live widget's screenshot")
     parser.add_argument("--skip-lab", action="store_true", help="photograph the page only")
+    parser.add_argument("--lessons", type=Path, default=None,
+                        help="also use every lesson widget in JupyterLab and photograph each into this folder")
     args = parser.parse_args()
     from retokviz.explorer import explore
 
@@ -288,6 +494,8 @@ def main() -> None:
     check_page(args.page, args.out)
     if not args.skip_lab:
         photograph_lab(args.lab_out)
+    if args.lessons is not None:
+        photograph_lessons(args.lessons)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The explorer in a real browser: JupyterLab runs notebook 00 in headless Chromium and a reader's slider moves;
+"""The explorer in a real browser: JupyterLab runs notebook 00 in headless Chromium and a reader's slider moves,
+and every lesson widget (notebooks 01-06) is used once and its picture changes;
 a page saved by save_html works offline, without a kernel. Screenshots go under build/browser/.
 
 Needs Debian's chromium (`make test` installs it with apt-get where it runs as root) and the Python Playwright
@@ -95,3 +96,12 @@ def test_a_saved_compare_page_moves_every_column_with_its_one_keep_rate_slider(t
         finally:
             chromium.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_every_lesson_widget_moves_in_jupyterlab_and_its_picture_changes():
+    driver = _driver()
+    # asserts: each lesson's picture changes when used as a reader would, no cell shows an error, no widget fails
+    moved = driver.photograph_lessons(SHOTS, timeout=180)
+    assert set(moved) == {"hiding", "evit", "imagepiece", "tome", "tradeoff", "training"}
+    for name in moved:
+        assert (SHOTS / f"lesson-{name}.png").stat().st_size > 5_000, name

@@ -91,10 +91,11 @@ class Column:
         box = w.Layout(width=f"{width}px")
         self.width = width
         self.title = w.HTML(f'<div style="font-size:15px;font-weight:bold;border-bottom:2px solid #d6336c">'
-                            f'{html.escape(title)}</div>', layout=box)
+                            f'{html.escape(title)}</div>', layout=box, tooltip=tooltip or None)
+        # No tooltip on the picture: ipywidgets' Image view reads the `description` an Image lacks to place one, and
+        # fails to draw at all (in the browser, "Click to show javascript error"); the title above it says it.
         self.picture = w.Image(format="png", layout=w.Layout(width=f"{width}px",
-                                                             height=f"{round(width * height / across)}px"),
-                               tooltip=tooltip or None)
+                                                             height=f"{round(width * height / across)}px"))
         self.legend = w.HTML(layout=w.Layout(width=f"{width}px"))
         self.note = w.HTML(layout=w.Layout(width=f"{width}px"))
         self.tokens = w.HTML(layout=w.Layout(width=f"{width}px"))

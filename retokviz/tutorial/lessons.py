@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.patches import Patch as LegendPatch
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
@@ -33,10 +32,11 @@ from retokviz.trace.read import rescoring  # noqa: F401  the lesson's name for t
 from retokviz.trace.record import record
 from retokviz.views.figure import Figure
 from retokviz.views import palette, raster
+from retokviz.views.static import legend_handles
 from retokviz.views.extract import TraceArrays, check_block, extract, to_uint8
 
 PANEL = 2.4                  # inches per image panel
-CANDIDATE_HEX = "#2f6fff"    # the tint of a candidate (bottom-set) token
+CANDIDATE_ALPHA = 0.5        # a candidate: greyed, then tinted this much with palette.CANDIDATE_HEX (plum)
 
 
 def _picture(picture: np.ndarray | Tensor) -> np.ndarray:
@@ -254,8 +254,9 @@ def semantic_patches(arrays: TraceArrays, keep_rate: float, block: int | None = 
 
 def plot_candidates(arrays: TraceArrays, keep_rate: float, block: int | None = None) -> Figure:
     """ImagePiece at one reduction block in three panels: the class attention that ranks the tokens; the semantic
-    tokens (as they are, never merged) against the candidates (greyed and tinted blue: the bottom set that
-    merges); and the tokens leaving the block, pieces in colour.
+    tokens (as they are, never merged) against the candidates (greyed and tinted plum, palette.CANDIDATE_HEX: the
+    bottom set that merges); and the tokens leaving the block, each piece tinted and outlined in its colour. Each
+    legend lists only what its panel holds, drawn as the panel draws it (static.legend_handles).
 
     Args:
         arrays: one image's TraceArrays of a model running ImagePiece.
@@ -269,7 +270,7 @@ def plot_candidates(arrays: TraceArrays, keep_rate: float, block: int | None = N
     out = arrays.picture.copy()
     where = raster.upsample(arrays, candidates)
     out[where] = raster.greyed(arrays.picture)[where]
-    raster._mix(out, where, palette.hex_to_rgb(CANDIDATE_HEX), 0.5)
+    raster._mix(out, where, palette.hex_to_rgb(palette.CANDIDATE_HEX), CANDIDATE_ALPHA)
     raster.draw_dropped(out, arrays, received < 0)
     raster.draw_outline(out, arrays.mask)
     count_semantic = len(np.unique(received[semantic]))
@@ -279,25 +280,26 @@ def plot_candidates(arrays: TraceArrays, keep_rate: float, block: int | None = N
     axes = figure.subplots(1, 3)
     panels = [
         (raster.attention_image(arrays, block), f"class attention at block {block}\n(brighter: more)"),
-        (to_uint8(out), f"{count_semantic} semantic tokens (as they are)\n{count_candidates} candidates (blue)"),
+        (to_uint8(out), f"{count_semantic} semantic tokens (as they are)\n"
+                        f"{count_candidates} candidates (greyed, plum)"),
         (raster.pieces_image(arrays, block), f"leaving block {block}: {arrays.num_tokens[block]} tokens,\n"
-                                             f"{len(np.unique(pieces[pieces >= 0]))} of them pieces (in colour)"),
+                                             f"{len(np.unique(pieces[pieces >= 0]))} of them pieces "
+                                             "(tinted, outlined)"),
     ]
     for ax, (rgb, title) in zip(axes, panels):
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
-    def handles(entries):
-        return [LegendPatch(facecolor=colour, edgecolor="0.3", hatch="////" if hatched else None, label=label)
-                for label, colour, hatched in entries]
-
-    # each panel its own legend, listing what it holds: blue means a candidate in the middle, a piece on the right
-    middle = [("semantic token (as it is)", "#ffffff", False), ("candidate (bottom set)", CANDIDATE_HEX, False)]
+    # each panel its own legend, listing only what it holds, each swatch drawn as the panel draws it: the middle
+    # one's candidate swatch is plum over mid grey, as a candidate is the greyed picture tinted plum
+    candidate = palette.rgb_to_hex(np.multiply(palette.hex_to_rgb(palette.CANDIDATE_HEX), CANDIDATE_ALPHA)
+                                   + 0.5 * (1 - CANDIDATE_ALPHA))
+    middle = [("semantic token (as it is)", palette.KEPT_HEX, ""), ("candidate (bottom set)", candidate, "")]
     if (received < 0).any():
-        middle.append(("dropped earlier", palette.DROPPED_HEX, True))
+        middle.append(("dropped at an earlier block", palette.DROPPED_HEX, palette.DROPPED_HATCH))
     for ax, entries in ((axes[1], middle),
                         (axes[2], palette.legend("pieces", raster.legend_keys(arrays, "pieces", block)))):
-        ax.legend(handles=handles(entries), loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=6,
+        ax.legend(handles=legend_handles(entries), loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=6,
                   frameon=False, ncol=1)
     figure.suptitle(f"{arrays.method}: candidates become pieces", fontsize=9)
     figure.subplots_adjust(left=0.01, right=0.99, top=0.8, bottom=0.24, wspace=0.05)

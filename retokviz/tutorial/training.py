@@ -11,6 +11,9 @@ it in a background thread and redraws one figure whenever that file grows, so th
 unchanged. Stopping (the kernel's interrupt button, or `stop_after=` epochs) makes the model's next training
 forward pass raise inside that thread: the run ends as an interrupted one does, `out_dir/last.pt` holding the
 last complete epoch, and `train_live(..., resume=True)` (or `rv.train(..., resume=True)`) continues from it.
+
+The notebook's widget that trains, pauses and goes on behind buttons is `retokviz.tutorial.widgets.training_lesson`,
+built on `read_history` and `plot_history` here.
 """
 from __future__ import annotations
 
