@@ -113,9 +113,10 @@ def evaluate(test_size: int = 1000, seed: int = SEED, rates: tuple[float, ...] =
         if name == "none":
             continue
         trained = rv.load_checkpoint(checkpoint, directory=directory)
-        # off the shelf: the method's defaults; trained: the checkpoint's own settings, at each keep rate
-        for setting, model, template in (("off the shelf", baseline, None),
-                                         ("trained", trained, rv.method_of(trained))):
+        # off the shelf: the method's defaults; trained: the checkpoint's own settings, at each keep rate. A learned
+        # method (DynamicViT) has no off-the-shelf setting: its predictors are trained with the model.
+        settings = (("off the shelf", baseline, None), ("trained", trained, rv.method_of(trained)))
+        for setting, model, template in settings[1:] if rv.method_of(trained).owns_modules else settings:
             for rate in rates:
                 method = method_at(name if template is None else template, model, keep_rate=rate)
                 rows.append({"method": name, "setting": setting, "keep_rate": rate,
@@ -142,6 +143,8 @@ def _table(rows: list[dict], rates: list[float], title: str, cell) -> list[str]:
     lines = [f"| {title} | " + " | ".join(f"keep {rate}" for rate in rates) + " |", "|---|" + "---|" * len(rates)]
     for name in _methods(rows):
         for setting in ("off the shelf", "trained"):
+            if not any(row["method"] == name and row["setting"] == setting for row in rows):
+                continue                     # a learned method has no off-the-shelf rows
             cells = [cell(_row(rows, name, setting, rate)) for rate in rates]
             lines.append(f"| {name}, {setting} | " + " | ".join(cells) + " |")
     return lines
@@ -285,6 +288,8 @@ def plot_evaluation(result: dict) -> Figure:
         colour = method_colour(name, order)
         for setting, style in (("trained", "-"), ("off the shelf", "--")):
             rates, accuracies = _series(rows, name, setting, "accuracy")
+            if not rates:                    # a learned method has no off-the-shelf rows: no empty legend entry
+                continue
             left.plot(rates, [100 * value for value in accuracies], style, marker="o", markersize=3, color=colour,
                       label=f"{name}, {setting}")
             rates, lifts = _series(rows, name, setting, "lift")

@@ -69,6 +69,8 @@ class ReductionState:
         log_sizes: [B, N] float32, sizes.log(), computed once per change of `sizes` and shared by the blocks after
             it (their attention's proportional bias, the class attention of a reducing block); None with `sizes`.
         learned: whether the method owns modules (it runs alone, at its blocks' inputs).
+        proportional: whether attention is proportional once tokens have merged (log(size) added to the logits
+            towards each key); False where a method asks not to (`ToMe(proportional=False)`).
         policy: [B, N] during a training pass of a learned method, the keep policy (1 kept, 0 dropped) that
             attention follows, from its first reduction block on (None before it; reset at every pass).
         decisions: block index -> the keep decisions [B, P] of that reduction block in the last training pass of
@@ -77,6 +79,7 @@ class ReductionState:
 
     # class defaults: also for patched models pickled before these existed
     learned = False
+    proportional = True
     policy: Tensor | None = None
     log_sizes: Tensor | None = None
     block_hooks: dict[int, tuple[RemovableHandle, ...]] | None = None   # None: patched before hooks followed the
@@ -175,7 +178,7 @@ class ReducingBlock(Block):
                 "attention can't follow; call the model without attn_mask / is_causal"
             )
         # Proportional attention (ToMe): a token standing for s patches is attended as if it were there s times.
-        bias = None if state.sizes is None else _attention_bias(state, x.dtype)                    # [B, 1, 1, N]
+        bias = None if state.sizes is None or not state.proportional else _attention_bias(state, x.dtype)  # [B,1,1,N]
         if not (acting or (methods and recorder is not None)):
             x = super().forward(x, *args, **kwargs) if bias is None else super().forward(x, attn_mask=bias)
             if recorder is not None:
@@ -336,9 +339,11 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     plan = check_model(model, method)
     modules = _own_modules(model, method)
     state = getattr(model, "_retokviz", None)
+    proportional = all(getattr(member, "proportional", True) for member in as_tuple(method))
     if state is not None:
         state.method, state.schedule = method, plan
         state.learned = modules is not None
+        state.proportional = proportional
         for block in model.blocks:
             block.__dict__["_retokviz_modules"] = modules
         _hook_blocks(model, state)
@@ -346,6 +351,7 @@ def apply(model: nn.Module, method: Method | Sequence[Method]) -> nn.Module:
     state = ReductionState(
         model_name(model), method, plan, model.num_prefix_tokens, len(model.blocks), model.cls_token is not None
     )
+    state.proportional = proportional
     for index, block in enumerate(model.blocks):
         block.__class__ = ReducingBlock
         block._retokviz, block._retokviz_index, block._retokviz_qk = state, index, None

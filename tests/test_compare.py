@@ -266,8 +266,13 @@ def test_the_tome_lesson_follows_r_and_its_order():
     assert bytes(lesson.column.picture.value) != before
     lesson.r.value = 4                                      # dragged
     assert lesson.shown()["tokens"] == lesson.trace.layers[-1].num_tokens == 36 - 4 * 4
-    for arguments in ({"r": 10}, {"r": 3, "order": "random"}, {"view": "attention"}):
+    before = lesson.runs[0].prediction.top
+    lesson.set(proportional=False)                          # the same tokens, attended once each
+    assert lesson.run.method == rv.ToMe(r=4, order="spatial", proportional=False)
+    assert lesson.shown()["tokens"] == 36 - 4 * 4 and lesson.runs[0].prediction.top != before
+    for arguments in ({"r": 10}, {"r": 3, "order": "random"}, {"view": "attention"}, {"r": 3, "proportional": 1}):
         with pytest.raises(ValueError):
             lesson.set(**arguments)
-    assert (lesson.r.value, lesson.order.value, lesson.view.value) == (4, "spatial", "pieces")
-    assert all(lesson.order.tooltips) and lesson.r.tooltip
+    assert (lesson.r.value, lesson.order.value, lesson.view.value, lesson.proportional.value) == (
+        4, "spatial", "pieces", False)
+    assert all(lesson.order.tooltips) and lesson.r.tooltip and lesson.proportional.tooltip

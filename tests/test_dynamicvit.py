@@ -359,15 +359,79 @@ def train_quietly(*args, **kwargs):
         return rv.train(*args, **kwargs)
 
 
-def test_the_command_line_trains_dynamicvit(tmp_path):
+def test_the_command_line_trains_dynamicvit(tmp_path, capsys):
     from test_train import TINY_DATA, TINY_MODEL, faked_clutter
     from retokviz.training.cli import main
 
     argv = [*TINY_MODEL, *TINY_DATA, "--method", "dynamicvit", "--keep-rate", "0.5", "--epochs", "1",
             "--warmup-epochs", "0", "--keep-warmup-epochs", "0", "--keep-decay-epochs", "0", "--no-progress",
             "--out", str(tmp_path / "run"), "--export", "dv", "--export-dir", str(tmp_path)]
+    # from scratch, the teacher would be the untrained model: refused, naming both ways out, before any work
+    with faked_clutter(), pytest.raises(SystemExit):
+        main(argv)
+    assert "give --init CHECKPOINT to fine-tune, or --distill-weight 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     with faked_clutter():
-        result = main(argv)
+        result = main([*argv, "--distill-weight", "0"])
     assert len(result.history) == 1
     loaded = rv.load_checkpoint(tmp_path / "dv.safetensors")
     assert rv.method_of(loaded) == rv.DynamicViT(keep_rate=0.5) and hasattr(loaded, "retokviz_modules")
+
+
+def test_from_scratch_without_distillation_trains_the_predictors_with_the_ratio_loss_alone():
+    from test_train import tiny_config, tiny_data, tiny_model
+
+    model = tiny_model()
+    result = train_quietly(model, tiny_data(32, 0), tiny_data(16, 1),
+                           tiny_config(epochs=1, warmup_epochs=0, keep_warmup_epochs=0, keep_decay_epochs=0,
+                                       distill_weight=0.0),
+                           rv.DynamicViT(keep_rate=0.5))
+    assert math.isfinite(result.metrics["train_loss"])
+    assert not torch.equal(model.retokviz_modules[0].in_conv[1].weight,
+                           rv.DynamicViT().make_modules(tiny_model())[0].in_conv[1].weight)   # trained
+    with pytest.raises(ValueError, match="distill_weight=0.5 needs a teacher"):
+        PruningObjective(model, None, nn.CrossEntropyLoss())
+    with pytest.raises(ValueError, match=r"distill_weight must be a number >= 0, got -1"):
+        tiny_config(distill_weight=-1)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0])
+def test_the_backbone_learns_at_its_scale_of_the_predictors_rate(scale):
+    from retokviz.training.loop import _make_optimizer
+    from test_train import tiny_config, tiny_model
+
+    model = rv.apply(tiny_model(), rv.DynamicViT(keep_rate=0.5))
+    optimizer = _make_optimizer(model, tiny_config(backbone_lr_scale=scale))
+    names = {id(p): n for n, p in model.named_parameters()}
+    scales = {names[id(p)]: group.get("lr_scale", 1.0) for group in optimizer.param_groups for p in group["params"]}
+    assert set(scales) == set(names.values())                            # every parameter, once
+    assert {v for k, v in scales.items() if k.startswith("retokviz_modules.")} == {1.0}
+    assert {v for k, v in scales.items() if not k.startswith("retokviz_modules.")} == {scale}
+    decay = {names[id(p)] for group in optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]}
+    assert "blocks.0.attn.qkv.weight" in decay and "blocks.0.attn.qkv.bias" not in decay
+    with pytest.raises(ValueError, match=r"backbone_lr_scale must be a number in \(0, 1\], got 0"):
+        tiny_config(backbone_lr_scale=0)
+
+
+def test_the_learned_scores_are_said_so_in_the_views_and_the_legend():
+    from retokviz.views import palette
+    from retokviz.views.extract import extract
+    from retokviz.views.raster import legend_keys, view_image, view_labels
+
+    model = rv.apply(tiny_vit(depth=4, grid=4), rv.DynamicViT(keep_rate=0.5))
+    images = images_for(model, batch=1)
+    with rv.record(model) as trace, torch.no_grad():
+        model(images)
+    arrays = extract(trace, images[0])
+    assert arrays.learned_scores
+    keys = legend_keys(arrays, "attention", 2)
+    labels = [label for label, _, _ in palette.legend("attention", keys)]
+    assert "high learned keep score" in labels and not any("class attention" in label for label in labels)
+    assert view_labels(True)["attention"] == "learned scores" and view_labels()["attention"] == "attention"
+    assert view_image(arrays, "attention", 2).shape[:2] == arrays.picture.shape[:2]
+    evit = rv.apply(tiny_vit(depth=4, grid=4), rv.EViT(keep_rate=0.5))
+    with rv.record(evit) as trace, torch.no_grad():
+        evit(images)
+    plain = extract(trace, images[0])
+    labels = [label for label, _, _ in palette.legend("attention", legend_keys(plain, "attention", 2))]
+    assert not plain.learned_scores and "high class attention" in labels and "high learned keep score" not in labels

@@ -20,7 +20,8 @@ def checkpoints(tmp_path_factory):
     """A directory with a tiny stand-in for each checkpoint the evaluation loads (ImagePiece's trained fused)."""
     directory = tmp_path_factory.mktemp("checkpoints")
     for method, name in [(None, "none"), (rv.EViT(keep_rate=0.7), "EViT"),
-                         (rv.ImagePiece(keep_rate=0.7, fuse=True), "ImagePiece"), (rv.ToMe(r=4), "ToMe")]:
+                         (rv.ImagePiece(keep_rate=0.7, fuse=True), "ImagePiece"), (rv.ToMe(r=4), "ToMe"),
+                         (rv.DynamicViT(keep_rate=0.7), "DynamicViT")]:
         model = tiny_vit(depth=4, grid=8, seed=len(name))     # 128 px, the generated data's size
         if name == "ImagePiece":
             rv.use_coherence_stem(model)
@@ -33,21 +34,24 @@ def checkpoints(tmp_path_factory):
 def test_the_evaluation_sweep_covers_every_method_setting_and_rate(checkpoints):
     result = evaluate.evaluate(test_size=6, rates=(1.0, 0.5), directory=checkpoints)
     rows = result["rows"]
-    assert len(rows) == 1 + 3 * 2 * 2
+    assert len(rows) == 1 + 3 * 2 * 2 + 2                # DynamicViT: trained only (its predictors are learned)
     assert {(r["method"], r["setting"], r["keep_rate"]) for r in rows[1:]} == {
-        (m, s, k) for m in ("EViT", "ImagePiece", "ToMe") for s in ("off the shelf", "trained") for k in (1.0, 0.5)}
+        (m, s, k) for m in ("EViT", "ImagePiece", "ToMe") for s in ("off the shelf", "trained") for k in (1.0, 0.5)
+    } | {("DynamicViT", "trained", k) for k in (1.0, 0.5)}
     for row in rows[1:]:
         assert 0.0 <= row["accuracy"] <= 1.0
         fused = row["method"] == "ImagePiece" and row["setting"] == "trained"    # its checkpoint's own setting
         assert row["tokens"] == (64 if row["keep_rate"] == 1.0 else
-                                 {"EViT": 10, "ImagePiece": 10 if fused else 8, "ToMe": 10}[row["method"]]), row
+                                 {"EViT": 10, "ImagePiece": 10 if fused else 8, "ToMe": 10,
+                                  "DynamicViT": 8}[row["method"]]), row
         if row["removed"] > 0:
             assert row["lift"] == pytest.approx((row["background"] - row["random"]) / (1 - row["random"]))
             last = max(row["by_block"], key=int)       # the lift after the last reduction block is the overall one
             assert row["by_block"][last]["lift"] == pytest.approx(row["lift"])
             layers = rv.method_at(row["method"].lower(), rv.load_checkpoint(evaluate.CHECKPOINTS["none"],
                                                                           directory=checkpoints), keep_rate=0.5)
-            if row["method"] != "ToMe":                # ToMe merges in every block
+            if row["method"] not in ("ToMe", "DynamicViT"):   # ToMe merges in every block; DynamicViT prunes
+                                                               # at its blocks' inputs (the block before lets go)
                 assert sorted(map(int, row["by_block"])) == list(layers.reduction_layers(4)), row["by_block"]
     for row in rows:                                   # each figure inside its interval over the images
         low, high = row["accuracy_interval"]
@@ -63,6 +67,7 @@ def test_the_evaluation_sweep_covers_every_method_setting_and_rate(checkpoints):
     older = {"rows": [{key: value for key, value in row.items() if not key.endswith("_interval")} for row in rows]}
     assert "95 % intervals" not in evaluate.format_tables(older, block_rate=0.5)    # a table from before them
     assert "| EViT, trained |" in table and "| ToMe, off the shelf |" in table and "keep 0.5" in table
+    assert "| DynamicViT, trained |" in table and "DynamicViT, off the shelf" not in table
     assert "| method (background lift) |" in table and "| lift after block, keep 0.5 | block 0 |" in table
     assert result["conditions"]["data_seed"] == evaluate.SEED and result["conditions"]["image_size"] == 128
     assert set(result["conditions"]["checkpoints"]) == set(evaluate.CHECKPOINTS.values())

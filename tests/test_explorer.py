@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import html
 import io
 import re
 import subprocess
@@ -16,6 +17,7 @@ from PIL import Image
 import retokviz as rv
 from retokviz.explorer import explore
 from conftest import tiny_vit
+from retokviz.explorer.widget import REAL_MODEL
 
 pytest.importorskip("ipywidgets")
 
@@ -54,7 +56,8 @@ def test_importing_the_explorer_leaves_ipywidgets_and_plotly_unloaded():
 
 
 def test_offline_default_offers_the_showcase_checkpoints_every_method_and_view(ex):
-    assert set(ex.checkpoint.options) == set(rv.bundled.checkpoints("showcase").values())
+    offered = [value for _, value in ex.checkpoint.options]
+    assert offered == [*rv.bundled.checkpoints("showcase").values(), REAL_MODEL]   # and a real model, last
     assert [value for _, value in ex.method.options] == list(METHODS)
     assert [label for label, _ in ex.method.options] == ["EViT", "ImagePiece", "ToMe", "ImagePiece + ToMe"]
     assert [value for _, value in ex.view.options] == list(VIEWS)
@@ -62,6 +65,40 @@ def test_offline_default_offers_the_showcase_checkpoints_every_method_and_view(e
     assert ex.block.max == len(ex.model.blocks) - 1 and ex.play.max == ex.block.max
     assert ex.session.gallery.entries[0].mask is not None     # generated test images come with their masks
     assert ex._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.root.model_id
+
+
+def test_the_real_model_without_weights_says_why_and_how_and_the_picker_goes_back(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-retokviz-test")      # no cached weights either
+    explorer = explore(num_images=2)
+    shown, images, block = explorer.checkpoint.value, len(explorer.image.options), explorer.block.value
+    from retokviz.models.weights import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable):
+        explorer.set(model=REAL_MODEL, block=block - 1)
+    assert explorer.checkpoint.value == shown and explorer.block.value == block   # a refused set changed nothing
+    explorer.checkpoint.value = REAL_MODEL                                   # as a reader picks it
+    assert explorer.checkpoint.value == shown and len(explorer.image.options) == images
+    note = html.unescape(explorer.message.value)
+    assert REAL_MODEL in note and "can't be shown here" in note and "weights=" in note
+
+
+def test_the_real_model_once_its_weights_are_had_shows_photographs_with_imagenet_classes(monkeypatch):
+    import retokviz.models.weights as weights
+
+    def fake_pretrained(name, weights_file=None, **kwargs):
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, img_size=64, num_classes=1000)
+        return model.eval(), "a test's random weights"
+
+    monkeypatch.setattr(weights, "load_pretrained", fake_pretrained)
+    explorer = explore(num_images=2)
+    explorer.set(model=REAL_MODEL, image=2, block=1)
+    assert explorer.model.num_classes == 1000 and explorer.block.max == 1
+    assert [label for label, _ in explorer.image.options][2:] == [f"{i}: {p}" for i, p in
+                                                                    enumerate(rv.data.PHOTOS, start=2)]
+    assert explorer.session.class_names[REAL_MODEL][0].startswith("tench")     # ImageNet's class names
+    assert "knows 1000 classes (tench" in explorer.prediction.value           # a photograph has no label
+    assert len(explorer.picture.png) > 1000
 
 
 @pytest.mark.parametrize("checkpoint", sorted(rv.bundled.checkpoints("showcase").values()))
@@ -333,3 +370,20 @@ def test_a_refused_set_changes_no_control_and_names_the_bad_value(ex, arguments,
         ex.set(**arguments)
     assert {name: getattr(ex, name).value for name in CONTROLS} == before
     assert bytes(ex.picture.value) == picture and ex.title.value == title
+
+
+def test_the_dynamicvit_checkpoint_shows_its_learned_scores_and_keeps_its_predictors(ex):
+    name = rv.bundled.name("DynamicViT")
+    ex.set(model=name)
+    assert ex.method.value == "dynamicvit"                                   # the method it was trained with
+    assert "dynamicvit" not in dict((v, v) for _, v in ex.set(model=rv.bundled.name("none")).method.options)
+    ex.set(model=name, method="dynamicvit", view="attention", block=1, patch=None)
+    labels = dict((value, label) for label, value in ex.view.options)
+    assert labels["attention"] == "learned scores" and ex.view.value == "attention"
+    assert "learned keep score" in html.unescape(ex.legend.value) and "class attention" not in ex.legend.value
+    before = bytes(ex.picture.value)
+    ex.set(method="evit")                                                    # EViT on the same model: attention
+    assert dict((value, label) for label, value in ex.view.options)["attention"] == "attention"
+    assert "class attention" in ex.legend.value and ex.view.value == "attention"
+    ex.set(method="dynamicvit")
+    assert bytes(ex.picture.value) == before                                 # the trained predictors, unchanged

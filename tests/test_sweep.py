@@ -394,3 +394,36 @@ def test_the_markdown_table_quotes_every_row_with_its_conditions(swept):
         assert cells[1].split("/")[-1] == row["tokens"].split()[-1]          # the last block's count
     evit = next(line for line in body if line.startswith("| EViT 0.5 |"))
     assert evit.split("|")[2].strip().count("/") == 3                       # 64 and three reductions
+
+
+def test_a_learned_method_is_swept_only_on_its_own_checkpoint_with_its_trained_modules(tmp_path):
+    from retokviz.models.checkpoints import export_checkpoint
+
+    model = rv.load_checkpoint(CHECKPOINT)
+    rv.apply(model, rv.DynamicViT(keep_rate=0.7))
+    with torch.no_grad():                                     # predictors unlike fresh ones: "trained"
+        for parameter in model.retokviz_modules.parameters():
+            parameter.add_(0.05)
+    path = tmp_path / "dv.safetensors"
+    export_checkpoint(model.eval(), path,
+                             recipe={"command": "test", "seed": 0, "device": "cpu", "seconds": 0.0,
+                                     "test_acc": 0.5})
+    source = sweep_models.Source(str(path), sweep_models.CHECKPOINT)
+    settings = {key: value for key, value in SETTINGS.items() if key != "progress"}
+    built = sweep_models.build(source, SweepConfig(out=tmp_path / "x.csv",
+                                                   **{**settings, "checkpoints": [str(path)]}))
+    assert rv.method_of(built) == rv.DynamicViT(keep_rate=0.7)          # kept, with the file's predictors
+    for ours, saved in zip(built.retokviz_modules.parameters(), model.retokviz_modules.parameters()):
+        assert torch.equal(ours, saved)
+
+    result = sweep(out=tmp_path / "sweep.csv", **{**SETTINGS, "checkpoints": [CHECKPOINT, str(path)],
+                                                   "methods": ("evit", "dynamicvit"), "keep_rates": (0.7,)})
+    rows = {(row["model"], row["method"]): row for row in result.rows}
+    assert set(rows) == {(CHECKPOINT, "none"), (CHECKPOINT, "evit"), (str(path), "none"), (str(path), "evit"),
+                         (str(path), "dynamicvit")}                   # not on the baseline: untrained there
+    assert rows[(str(path), "none")]["macs"] == rows[(CHECKPOINT, "none")]["macs"]   # untouched: no predictors
+    expected = token_counts(rv.DynamicViT(keep_rate=0.7), 4, 64)
+    assert rows[(str(path), "dynamicvit")]["tokens"] == " ".join(map(str, expected))
+    with pytest.raises(ValueError, match="dynamicvit is a learned method: the sweep measures it only on a "
+                                         "checkpoint trained with it"):
+        sweep(out=tmp_path / "other.csv", **{**SETTINGS, "methods": ("evit", "dynamicvit")})

@@ -166,3 +166,22 @@ def test_trains_and_runs_in_bfloat16():
     model = rv.apply(tiny_vit(depth=3).to(torch.bfloat16), rv.ToMe(r=3))
     logits = run(model, images_for(model).to(torch.bfloat16))
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+def test_without_proportional_attention_later_blocks_attend_a_merged_token_once():
+    model = tiny_vit(depth=4, grid=4)
+    images = images_for(model, batch=2)
+    masks = []
+    for block in model.blocks:
+        block.attn.register_forward_hook(lambda module, args, kwargs, out: masks.append(kwargs.get("attn_mask")),
+                                         with_kwargs=True)
+    with rv.applied(model, rv.ToMe(r=2)), torch.no_grad():
+        proportional = model(images)
+    with_bias, masks[:] = list(masks), []
+    with rv.applied(model, rv.ToMe(r=2, proportional=False)), torch.no_grad():
+        plain = model(images)
+    assert with_bias[0] is None and all(mask is not None for mask in with_bias[1:])   # log(size) after a merge
+    assert all(mask is None for mask in masks)                                         # none without it
+    assert not torch.allclose(plain, proportional)
+    with pytest.raises(ValueError, match="ToMe.proportional must be True or False, got 1"):
+        rv.ToMe(r=2, proportional=1)

@@ -20,6 +20,9 @@ VIEW_TOOLTIPS = {
     "attention": "how much the class token attends to each patch, where a reduction ranked them",
     "removed": "the patches let go of so far, split into background and object where the object is known",
 }
+# The attention view's tooltip where the scores are learned (DynamicViT).
+LEARNED_SCORES_TOOLTIP = ("the keep score DynamicViT's small learned modules gave each patch's token, where a "
+                          "reduction ranked them: the lowest are dropped")
 
 
 def choose(kind: str, value: Any, options: Sequence[tuple[str, Any]]) -> Any:

@@ -20,18 +20,24 @@ import numpy as np
 
 from retokviz._util.png import png_bytes
 from retokviz.explorer import panels
-from retokviz.explorer.controls import DISPLAY, KEEP_RATES, SETTING, VIEW_TOOLTIPS, Redraws, check_int, choose, note_html
+from retokviz.explorer.controls import (DISPLAY, KEEP_RATES, LEARNED_SCORES_TOOLTIP, SETTING, VIEW_TOOLTIPS, Redraws,
+                                        check_int, choose, note_html)
 from retokviz.explorer.parts import Picture, Player
 from retokviz.explorer.session import Run, Session
 from retokviz.methods.registry import label as method_label
 from retokviz.images import load_image, prepare
 from retokviz.views.extract import lineage, to_uint8
-from retokviz.views.raster import VIEW_LABELS, VIEWS, legend_keys, lineage_image, view_image
+from retokviz.views.raster import VIEW_LABELS, VIEWS, legend_keys, lineage_image, view_image, view_labels
 
 DEFAULT_KEEP_RATE = 0.7
+# The real model the picker offers beside the models given: ImageNet's classes, loaded when it is picked, where
+# its pretrained weights can be had (the local cache, else the network).
+REAL_MODEL = "deit_small_patch16_224"
+REAL_LABEL = f"{REAL_MODEL} (ImageNet, 1000 classes)"
 # What each control does, in plain words (shown on hover).
 TOOLTIPS = {
-    "model": "which model: the bundled ones are small ViTs trained on the generated digits",
+    "model": "which model: the bundled ones are small ViTs trained on the generated digits (they know only the "
+             f"digits 0-9); {REAL_MODEL} is a real ImageNet model, loaded when you pick it if its weights can be had",
     "method": "how tokens are reduced",
     "keep rate": "the share of patch tokens a reduction block keeps (ToMe: merges to the same token budget)",
     "block": "the transformer block whose output is shown (0 is the first)",
@@ -105,9 +111,9 @@ class Explorer(Redraws):
         first = model if model is not None else names[0]
         choose("model", first, [(name, name) for name in names])
         controls = {"description_width": "70px"}
-        self.checkpoint = w.Dropdown(options=names, value=first, description="model", style=controls,
-                                     tooltip=TOOLTIPS["model"],
-                                     layout=w.Layout(width="420px", display="flex" if len(names) > 1 else "none"))
+        options = [(name, name) for name in names] + ([] if REAL_MODEL in names else [(REAL_LABEL, REAL_MODEL)])
+        self.checkpoint = w.Dropdown(options=options, value=first, description="model", style=controls,
+                                     tooltip=TOOLTIPS["model"], layout=w.Layout(width="420px"))
         self.method = w.ToggleButtons(options=[("EViT", "evit")], description="method", tooltips=[], style={
             **controls, "button_width": "auto"})
         low, high, step = KEEP_RATES
@@ -230,8 +236,9 @@ class Explorer(Redraws):
         """
         block = _renamed(block, layer)
         # Check everything first, against the model that will be shown, and only then change controls.
-        target = self.checkpoint.value if model is None else choose(
-            "model", model, [(n, n) for n in self.checkpoint.options])
+        target = self.checkpoint.value if model is None else choose("model", model, list(self.checkpoint.options))
+        if target not in self.session.models:
+            self._load_real(target)          # WeightsUnavailable (a RuntimeError) where none can be had
         network = self.session.models[target]
         if method is not None:
             method = choose("method", method, [(method_label(m), m) for m in self.session.methods_for(target)])
@@ -315,8 +322,45 @@ class Explorer(Redraws):
 
     # --- redrawing ----------------------------------------------------------------------------------------
 
+    def _load_real(self, name: str) -> None:
+        """Load the real model `name` (pretrained weights: the cache, else the network) into the session, with
+        ImageNet's class names and scikit-image's photographs added to the images; WeightsUnavailable if none."""
+        from retokviz import data
+        from retokviz.explorer import _class_names
+        from retokviz.explorer.inputs import check_supported
+        from retokviz.models.weights import load_pretrained
+
+        model, _ = load_pretrained(name)
+        model.eval()
+        self.session.models[name] = check_supported(model)
+        self.session.class_names[name] = _class_names(model, bundled=False)
+        known = {entry.name for entry in self.session.gallery.entries}
+        for photo in data.PHOTOS:
+            if photo not in known:
+                picture = data.sample_photo(photo, 256)[1]                     # uint8
+                self.session.gallery.add_picture(picture.astype(np.float32) / 255.0, photo)
+        self._holding += 1          # new options, not a new choice: drawn by the caller
+        try:
+            self.image.options = self._image_options()
+        finally:
+            self._holding -= 1
+
     def _on_model(self, change: dict) -> None:
-        """Another model: fit the controls to it now, so that a method set next (in the same `set`) applies."""
+        """Another model: fit the controls to it now, so that a method set next (in the same `set`) applies. The
+        real model is loaded when first picked; where its weights can't be had, the note says so and how else,
+        and the picker goes back to the model shown."""
+        if change["new"] not in self.session.models:
+            try:
+                self._load_real(change["new"])
+            except Exception as error:   # noqa: BLE001 - a callback's exception reaches no one: said in the note
+                with self._hold():
+                    self.checkpoint.value = change["old"]
+                self.message.value = note_html(        # after the redraw, which shows the explorer's own note
+                    f"{change['new']} can't be shown here: {error}. With its weights in a file: "
+                    f"rv.explore('{change['new']}', weights='file.safetensors'); or any timm ViT: rv.explore(model)")
+                return
+            self.message.value = note_html(f"{change['new']} knows ImageNet's 1000 classes: pick a photograph "
+                                           "below, or upload your own")
         self._holding += 1   # the controls it adjusts are drawn once, below
         try:
             self._configure_model()
@@ -355,9 +399,28 @@ class Explorer(Redraws):
         if self.block.value == 0 and self._run is None:
             self.block.value = depth - 1
 
+    def _name_views(self, learned_scores: bool) -> None:
+        """The view buttons' labels and tooltips for the method shown: the attention view is "learned scores" where
+        a learned module scored the tokens (DynamicViT). The view chosen stays chosen."""
+        labels = view_labels(learned_scores)
+        options = [(labels[v], v) for v in VIEWS]
+        if list(self.view.options) == options:
+            return
+        value, pending = self.view.value, self._pending
+        self._holding += 1
+        try:
+            self.view.options = options
+            self.view.tooltips = [LEARNED_SCORES_TOOLTIP if v == "attention" and learned_scores else VIEW_TOOLTIPS[v]
+                                  for v in VIEWS]
+            self.view.value = value
+        finally:
+            self._holding -= 1
+            self._pending = pending
+
     def _draw(self, level: int) -> None:
         run = self._run
         arrays = run.arrays
+        self._name_views(arrays.learned_scores)
         block, view, patch = self.block.value, self.view.value, self.patch
         note = ""
         try:

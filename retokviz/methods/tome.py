@@ -81,11 +81,15 @@ class ToMe(Method):
         order: "official" (default): the A/B split and token order of the authors' code (A after the class token,
             the unmerged A tokens then the B tokens). "spatial": the patch tokens alone alternate (A first) and the
             tokens that stay keep their places; a departure from the authors' code (see the module docstring).
+        proportional: proportional attention (default, as the authors): every later attention adds log(size) to
+            the logits towards a merged token, as if its patches were all there. False attends to it once, as to
+            any other token (the authors' `prop_attn=False`).
     """
 
     r: int | tuple[int, ...] = 8
     protect: float = 0.0
     order: str = "official"
+    proportional: bool = True
 
     def __post_init__(self) -> None:
         r = self.r
@@ -102,6 +106,8 @@ class ToMe(Method):
         object.__setattr__(self, "protect", check_rate("ToMe", "protect", self.protect, allow_zero=True))
         if not isinstance(self.order, str) or self.order not in ORDERS:
             raise ValueError(f"ToMe.order must be one of {ORDERS}, got {self.order!r}")
+        if not isinstance(self.proportional, bool):
+            raise ValueError(f"ToMe.proportional must be True or False, got {self.proportional!r}")
 
     @property
     def needs_class_token(self) -> bool:  # type: ignore[override]

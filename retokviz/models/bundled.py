@@ -7,10 +7,10 @@ with EViT, and so on, for the evaluation, the notebooks, the explorer and the te
     rv.load_checkpoint(rv.bundled.name("ImagePiece"))
     rv.bundled.sweep_table("showcase")         # results/sweep-cpu-showcase.csv: its measured trade-off
 
-Two sets of four models, each trained on the generated clutter data and differing only in the reduction method:
+Two sets of models, each trained on the generated clutter data and differing only in the reduction method:
 - "showcase": 6 blocks on a 12 x 12 grid (192 px), EViT and ImagePiece reducing at blocks 1, 3 and 4 (about a
   quarter, half and three quarters of the depth, as in DeiT-S); the models the README's tables, the explorer and
-  the notebooks use;
+  the notebooks use; with a fifth, fine-tuned with DynamicViT (its learned predictors at the same blocks);
 - "small": 4 blocks on an 8 x 8 grid (128 px), about half the compute; the unit tests use them for speed. Its ToMe
   model was trained with the spatial-order variant of ToMe (`ToMe(order="spatial")`), as it records. Their former
   names (FORMER_NAMES, e.g. "clutter-vit-baseline") still load them.
@@ -21,7 +21,8 @@ from pathlib import Path
 
 SETS: dict[str, dict[str, str]] = {   # set -> method (as people write it; "none": no reduction) -> checkpoint
     "showcase": {"none": "showcase-baseline", "EViT": "showcase-evit-0.7",
-                 "ImagePiece": "showcase-imagepiece-0.7-stem", "ToMe": "showcase-tome"},
+                 "ImagePiece": "showcase-imagepiece-0.7-stem", "ToMe": "showcase-tome",
+                 "DynamicViT": "showcase-dynamicvit-0.7"},
     "small": {"none": "small-baseline", "EViT": "small-evit-0.7",
               "ImagePiece": "small-imagepiece-0.7-stem", "ToMe": "small-tome-spatial"},
 }
@@ -40,7 +41,7 @@ SWEEP_TABLES: dict[str, str] = {"showcase": "sweep-cpu-showcase.csv"}
 
 
 def checkpoints(set_name: str = DEFAULT_SET) -> dict[str, str]:
-    """A set's checkpoint names by method ("none", "EViT", "ImagePiece", "ToMe").
+    """A set's checkpoint names by method ("none", "EViT", "ImagePiece", "ToMe"; the showcase set: "DynamicViT").
 
     Raises:
         ValueError: an unknown set; the message lists the valid ones.
@@ -51,7 +52,8 @@ def checkpoints(set_name: str = DEFAULT_SET) -> dict[str, str]:
 
 
 def name(method: str = "none", set_name: str = DEFAULT_SET) -> str:
-    """The bundled checkpoint trained with `method` ("none", "EViT", "ImagePiece" or "ToMe", any case) in a set.
+    """The bundled checkpoint trained with `method` ("none", "EViT", "ImagePiece", "ToMe" or, in the showcase set,
+    "DynamicViT"; any case) in a set.
 
     Raises:
         ValueError: an unknown set or method; the message lists the valid ones.

@@ -62,7 +62,8 @@ def macs_and_tokens(model: nn.Module, reduction: Methods | None) -> tuple[int, l
     """MACs per image (`rv.count_macs`) and the patch tokens leaving each block, from one real forward pass of
     `model` running `reduction` (None: untouched); the model is as before after it."""
     if reduction is None:
-        return count_macs(model), [int(model.patch_embed.num_patches)] * len(model.blocks)
+        with applied(model, None):          # a learned method's checkpoint keeps its method on (sweep.models)
+            return count_macs(model), [int(model.patch_embed.num_patches)] * len(model.blocks)
     with applied(model, reduction), record(model) as trace:
         macs = count_macs(model)
     return macs, [int(layer.num_tokens) for layer in trace.layers]

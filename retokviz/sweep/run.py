@@ -22,13 +22,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from retokviz.patch import applied, apply, input_channels
+from retokviz.patch import applied, apply, input_channels, method_of, remove
 from retokviz.sweep import noise
 from retokviz.sweep.accuracy import TestSet, test_set, top1
 from retokviz.sweep.attention import attention_kernel, fused_attention
 from retokviz.sweep.config import DTYPES, UNTOUCHED, SweepConfig
 from retokviz.sweep.grid import Configuration, configurations, macs_and_tokens
-from retokviz.sweep.models import Source, build, check_supported, conditions, sources
+from retokviz.sweep.models import Source, build, check_learned, check_supported, conditions, methods_for, sources
 from retokviz.sweep.table import Table, format_value, parse_row, read_table
 from retokviz.sweep.timing import Runner, Timing, time_interleaved
 
@@ -81,6 +81,7 @@ def prepare(config: SweepConfig) -> Plan:
             "keep_rate": (1.0, *config.keep_rates), "batch_size": config.batch_sizes, "dtype": config.dtypes}
     table = Table(config.out, sweep_id, found, axes)      # locked: a second sweep writing it is refused
     try:
+        check_learned(config)
         for source in sources(config):
             check_supported(source, config)
     except BaseException:
@@ -89,13 +90,14 @@ def prepare(config: SweepConfig) -> Plan:
     return Plan(config, sources(config), found, sweep_id, table)
 
 
-def _keys(config: SweepConfig) -> list[tuple[str, float]]:
-    """(method, keep rate) of every configuration, the untouched model first (as `configurations` orders them)."""
-    return [(UNTOUCHED, 1.0)] + [(name, rate) for rate in config.keep_rates for name in config.methods]
+def _keys(config: SweepConfig, source: Source) -> list[tuple[str, float]]:
+    """(method, keep rate) of every configuration of `source`, the untouched model first (as `configurations`
+    orders them)."""
+    return [(UNTOUCHED, 1.0)] + [(name, rate) for rate in config.keep_rates for name in methods_for(source, config)]
 
 
 def _missing(plan: Plan, source: Source, dtype: str, batch: int) -> list[tuple[str, float]]:
-    return [(method, rate) for method, rate in _keys(plan.config)
+    return [(method, rate) for method, rate in _keys(plan.config, source)
             if (source.name, method, round(rate, 6), batch, dtype) not in plan.table.done]
 
 
@@ -142,6 +144,8 @@ class _Measurer:
                 model = copy.deepcopy(self.working)
                 if config.reduction is not None:
                     apply(model, config.reduction)
+                elif method_of(model) is not None:      # a learned method's checkpoint: untouched is without it
+                    remove(model)
                 compiled = torch.compile(model, dynamic=False)
                 self._runners[config] = lambda: nullcontext(compiled)
         return self._runners[config]
@@ -217,7 +221,7 @@ def _execute(plan: Plan, on_row: Callable[[dict], None] | None, progress: bool) 
     config = plan.config
     result = SweepResult(plan.table.path)
     keys = [(source.name, method, round(rate, 6), batch, dtype) for source in plan.sources
-            for dtype in config.dtypes for batch in config.batch_sizes for method, rate in _keys(config)]
+            for dtype in config.dtypes for batch in config.batch_sizes for method, rate in _keys(config, source)]
     result.skipped = sum(key in plan.table.done for key in keys)
     bar = tqdm(total=_turns(plan), desc="sweep", unit="turn", disable=None if progress else True, leave=False)
     try:
@@ -243,13 +247,13 @@ def _sweep_model(plan: Plan, source: Source, bar, result: SweepResult, on_row) -
         return
     bar.set_description(f"sweep {source.name}")
     base = build(source, config)
-    all_configs = configurations(base, config.methods, config.keep_rates)
+    all_configs = configurations(base, methods_for(source, config), config.keep_rates)
     by_key = {(item.method, item.keep_rate): item for item in all_configs}
     untouched = by_key[(UNTOUCHED, 1.0)]
     data = test_set(source, config, base.patch_embed.img_size[0])
     counted: dict = {}
     for dtype in config.dtypes:
-        wanted = [by_key[key] for key in _keys(config)
+        wanted = [by_key[key] for key in _keys(config, source)
                   if any(key in missing[(dtype, batch)] for batch in config.batch_sizes)]
         if not wanted:
             continue

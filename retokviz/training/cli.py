@@ -35,6 +35,7 @@ from retokviz.methods.registry import method_spec
 from retokviz.models.checkpoints import DATA_DIR, MAX_BYTES, export_checkpoint
 from retokviz.methods.base import Method
 from retokviz.methods.registry import method_class, method_names
+from retokviz.training.losses import uses_teacher
 from retokviz._util.files import check_writable_folder
 from retokviz.training.config import TrainConfig, TrainResult
 from retokviz.training.distributed import Ranks
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--lr", type=float, help="default: 5e-4 x batch-size / 512")
     recipe.add_argument("--min-lr", type=float, help="default: lr / 50")
     recipe.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    recipe.add_argument("--backbone-lr-scale", type=float, default=defaults.backbone_lr_scale,
+                        help="the model's own parameters learn at this fraction of --lr, a method's added modules "
+                             "(DynamicViT's predictors) at --lr; DynamicViT's authors fine-tune with 0.01")
+    recipe.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
+                        help="dynamicvit: the weight of distillation from the model as training starts; "
+                             "0 from scratch (there is no teacher then)")
     recipe.add_argument("--warmup-epochs", type=int,
                         help=f"default {defaults.warmup_epochs}, at most epochs - 1")
     recipe.add_argument("--keep-warmup-epochs", type=int,
@@ -217,7 +224,8 @@ def _fitted_schedule(args: argparse.Namespace) -> tuple[dict[str, int], list[str
 def _config_from_args(args: argparse.Namespace, schedule: dict[str, int]) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
+        weight_decay=args.weight_decay, backbone_lr_scale=args.backbone_lr_scale, distill_weight=args.distill_weight,
+        label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
         seed=args.seed, device=args.device, amp=not args.no_amp, num_workers=args.num_workers, out_dir=args.out,
         progress=not args.no_progress, **schedule,
     )
@@ -235,6 +243,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
     schedule, shortened = _fitted_schedule(args)
     config = _config_from_args(args, schedule)
     check_schedule(config, method)
+    if uses_teacher(method) and config.distill_weight > 0 and args.init is None:
+        raise ValueError(f"--method {args.method} distils from the model as training starts, and without --init that "
+                         f"model is untrained: give --init CHECKPOINT to fine-tune, or --distill-weight 0 to train "
+                         f"from scratch without a teacher (got --distill-weight {config.distill_weight})")
     if not keep_rate_targets(method):
         shortened = [note for note in shortened if not note.startswith("--keep")]
     device = resolve_device(config.device, Ranks.from_env().local_rank)
@@ -355,9 +367,13 @@ def describe_conditions(args: argparse.Namespace, plan: Plan) -> str:
         "epochs": config.epochs,
         "batch": f"{config.batch_size} global = {config.batch_size // ranks.world_size} x {ranks.world_size} ranks",
         "lr": f"AdamW {config.peak_lr:.3g} -> {config.final_lr:.3g} (cosine), warm-up {config.warmup_epochs} "
-              f"epochs, weight decay {config.weight_decay}",
+              f"epochs, weight decay {config.weight_decay}"
+              + (f", the model's own parameters at {config.backbone_lr_scale:g} x lr"
+                 if config.backbone_lr_scale != 1 else ""),
         "keep schedule": (f"1.0 for {config.keep_warmup_epochs} epochs, cosine to {targets[0]} over "
                           f"{config.keep_decay_epochs}" if targets else "none"),
+        **({"distillation": (f"weight {config.distill_weight}, from the model as it starts" if config.distill_weight
+                             else "none (no teacher)")} if uses_teacher(method) else {}),
         "regularisation": f"label smoothing {config.label_smoothing}, mixup {config.mixup}, cutmix {config.cutmix}",
         "device": f"{describe_device(device)}, {'bf16 autocast' if config.amp and device.type == 'cuda' else 'fp32'}",
         "seed": f"{config.seed}, deterministic algorithms: {config.deterministic}",

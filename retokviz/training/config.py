@@ -30,6 +30,11 @@ class TrainConfig:
         lr: AdamW's peak learning rate; None means DeiT's 5e-4 x batch_size / 512.
         min_lr: where the cosine ends; None means lr / 50 (DeiT's 1e-5 for 5e-4).
         weight_decay: AdamW's, not applied to norms, biases, position embedding and tokens.
+        backbone_lr_scale: the model's own parameters learn at this fraction of the learning rate, the modules a
+            method adds (DynamicViT's predictors) at the full rate; 0 < backbone_lr_scale <= 1 (DynamicViT's
+            authors fine-tune with 0.01; 1, the default, treats every parameter alike).
+        distill_weight: DynamicViT only: the weight of its distillation from the model as training starts (0.5,
+            the authors'); 0 trains without a teacher, as a run from scratch must (its starting model knows nothing).
         warmup_epochs: linear learning-rate warm-up, 0 <= warmup_epochs < epochs.
         keep_warmup_epochs: epochs at keep rate 1.0 before the keep rate decays (methods with a keep rate).
         keep_decay_epochs: epochs of per-iteration cosine decay from 1.0 to the method's keep rate.
@@ -52,6 +57,8 @@ class TrainConfig:
     lr: float | None = None
     min_lr: float | None = None
     weight_decay: float = 0.05
+    backbone_lr_scale: float = 1.0
+    distill_weight: float = 0.5
     warmup_epochs: int = 2
     keep_warmup_epochs: int = 1
     keep_decay_epochs: int = 10
@@ -78,9 +85,11 @@ class TrainConfig:
         _require(self.lr is None or (is_real(self.lr) and self.lr > 0), "lr", self.lr, "None or a number > 0")
         _require(self.min_lr is None or (is_real(self.min_lr) and 0 <= self.min_lr <= self.peak_lr), "min_lr",
                  self.min_lr, f"None or a number in [0, lr={self.peak_lr:g}]")
-        for name in ("weight_decay", "mixup", "cutmix"):
+        for name in ("weight_decay", "distill_weight", "mixup", "cutmix"):
             value = getattr(self, name)
             _require(is_real(value) and value >= 0, name, value, "a number >= 0")
+        _require(is_real(self.backbone_lr_scale) and 0 < self.backbone_lr_scale <= 1, "backbone_lr_scale",
+                 self.backbone_lr_scale, "a number in (0, 1]")
         _require(is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing",
                  self.label_smoothing, "a number in [0, 1)")
         _require(is_int(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "an int in [0, 2**31)")

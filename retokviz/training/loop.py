@@ -41,7 +41,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -51,7 +51,7 @@ from retokviz._util.device import resolve_device
 from retokviz._util.files import write_atomically
 from retokviz.methods.registry import method_spec
 from retokviz.methods.base import Methods
-from retokviz.patch import apply
+from retokviz.patch import MODULES, apply
 from retokviz.training.config import TrainConfig, TrainResult
 from retokviz.training.distributed import Ranks, sum_across_ranks
 from retokviz.training.losses import PruningObjective, make_teacher, uses_teacher
@@ -191,10 +191,10 @@ def _fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainC
     model.to(device)
     # DynamicViT distils from the model as given (before any resume loads weights into it), and its predictors
     # exist (the method applied) before the optimizer is made and a resume loads them
-    teacher = make_teacher(model) if uses_teacher(method) else None
-    if teacher is not None:
+    teacher = make_teacher(model) if uses_teacher(method) and config.distill_weight > 0 else None
+    if uses_teacher(method):
         apply(model, method)
-    optimizer = create_optimizer_v2(model, "adamw", lr=config.peak_lr, weight_decay=config.weight_decay)
+    optimizer = _make_optimizer(model, config)
     if resume:
         progress = _restore(last, model, optimizer, loaders.generator, config, method, settings, ranks)
     else:
@@ -207,6 +207,21 @@ def _fit(model: nn.Module, train_set: Dataset, test_set: Dataset, config: TrainC
         apply(model, method)
     model.eval()                                            # also when a finished run is resumed
     return TrainResult(metrics=progress.history[-1], history=progress.history, checkpoint=last)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over `model` (no weight decay on norms, biases, embeddings and tokens); with a backbone_lr_scale below
+    1 the model's own parameters get that `lr_scale` and the method's modules (`model.retokviz_modules`) none."""
+    if config.backbone_lr_scale == 1:
+        return create_optimizer_v2(model, "adamw", lr=config.peak_lr, weight_decay=config.weight_decay)
+    groups, names = [], {id(p): n for n, p in model.named_parameters()}
+    for group in param_groups_weight_decay(model, config.weight_decay):
+        added = [p for p in group["params"] if names[id(p)].startswith(MODULES + ".")]
+        own = [p for p in group["params"] if not names[id(p)].startswith(MODULES + ".")]
+        groups += [{**group, "params": added, "lr_scale": 1.0},
+                   {**group, "params": own, "lr_scale": config.backbone_lr_scale}]
+    return create_optimizer_v2([g for g in groups if g["params"]], "adamw", lr=config.peak_lr,
+                               weight_decay=config.weight_decay)
 
 
 def _make_loaders(train_set: Dataset, test_set: Dataset, config: TrainConfig, ranks: Ranks,
@@ -258,11 +273,13 @@ def _start_run(model: nn.Module, method: Methods | None, config: TrainConfig, lo
     if method is not None:
         apply(model, method)
     network = model if ranks.world_size == 1 else DistributedDataParallel(   # predictors idle at keep rate 1.0
-        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=teacher is not None)
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=uses_teacher(method))
     mixup = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
                   num_classes=model.num_classes) if config.mixup or config.cutmix else None
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    objective = None if teacher is None else PruningObjective(model, teacher, criterion)
+    objective = (PruningObjective(model, teacher, criterion, distill_weight=config.distill_weight)
+                 if uses_teacher(method) else None)
     return _Run(model, network, method, keep_rate_targets(method), config, loaders, optimizer, mixup, criterion,
                 ranks, device, config.amp and device.type == "cuda", last, objective)
 
@@ -331,7 +348,7 @@ def _schedule_lr(run: _Run, step: int) -> float:
     lr = lr_at(step, run.config.epochs * steps, run.config.warmup_epochs * steps, run.config.peak_lr,
                run.config.final_lr)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr
 
 

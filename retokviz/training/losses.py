@@ -13,8 +13,8 @@ training), rho_i = keep_rate ** (i + 1) its target; the kept tokens are those th
 the last norm puts out (prefix tokens left out), compared with the teacher's at the same positions. The teacher is
 a frozen copy of the model as training starts, with the method removed (`rv.remove` on a deep copy), in eval mode.
 
-Left out: the authors train the backbone at 1/100 of the predictors' learning rate (`--lr_scale 0.01`); `train`
-gives every parameter the same schedule.
+The authors fine-tune the backbone at 1/100 of the predictors' learning rate (`--lr_scale 0.01`): here
+`TrainConfig.backbone_lr_scale` (`--backbone-lr-scale 0.01`); its default, 1, gives every parameter the same rate.
 """
 from __future__ import annotations
 
@@ -108,12 +108,14 @@ class PruningObjective:
 
     Args:
         model: the model being trained (DynamicViT applied; `network` may wrap it in DistributedDataParallel).
-        teacher: from `make_teacher`, on the model's device.
+        teacher: from `make_teacher`, on the model's device; None (with distill_weight 0) trains without one.
         criterion: the classification loss (label smoothing, or soft targets under mixup).
     """
 
-    def __init__(self, model: nn.Module, teacher: nn.Module, criterion: Callable[[Tensor, Tensor], Tensor],
+    def __init__(self, model: nn.Module, teacher: nn.Module | None, criterion: Callable[[Tensor, Tensor], Tensor],
                  ratio_weight: float = RATIO_WEIGHT, distill_weight: float = DISTILL_WEIGHT) -> None:
+        if teacher is None and distill_weight != 0:
+            raise ValueError(f"distill_weight={distill_weight} needs a teacher; without one it must be 0")
         self.model, self.teacher, self.criterion = model, teacher, criterion
         self.ratio_weight, self.distill_weight = ratio_weight, distill_weight
         self.parts: dict[str, Tensor] = {}     # the last step's four parts, unweighted, detached
@@ -127,8 +129,11 @@ class PruningObjective:
         layers = method.reduction_layers(len(model.blocks))
         decisions = [decided[block] for block in layers if block in decided]
         targets = [method.keep_rate ** (stage + 1) for stage, block in enumerate(layers) if block in decided]
-        with torch.no_grad():
-            teacher_logits, teacher_features = _run_with_tokens(self.teacher, self.teacher.norm, inputs)
+        if self.teacher is None:    # no teacher: the model's own outputs, detached, make both distillations 0
+            teacher_logits, teacher_features = logits.detach(), features.detach()
+        else:
+            with torch.no_grad():
+                teacher_logits, teacher_features = _run_with_tokens(self.teacher, self.teacher.norm, inputs)
         loss, parts = pruning_loss(logits.float(), features[:, prefix:].float(), decisions, targets, len(layers),
                                    labels, teacher_logits.float(), teacher_features[:, prefix:].float(),
                                    self.criterion, self.ratio_weight, self.distill_weight)
