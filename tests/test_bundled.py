@@ -33,8 +33,9 @@ def test_every_checkpoint_of_every_set_is_bundled_and_named_by_role():
     assert rv.bundled.name("ImagePiece") == "showcase-imagepiece-0.7-stem"
     with pytest.raises(ValueError, match=r"unknown checkpoint set 'huge'; valid: showcase, small"):
         rv.bundled.name("none", "huge")
+    assert rv.bundled.name("dynamicvit") == "showcase-dynamicvit-0.7"        # the showcase set has one
     with pytest.raises(ValueError, match=r"no bundled checkpoint for method 'dynamicvit'; valid: none, EViT"):
-        rv.bundled.name("dynamicvit")
+        rv.bundled.name("dynamicvit", "small")
 
 
 def test_a_set_names_its_committed_sweep_table_measured_on_its_own_baseline():
@@ -43,8 +44,10 @@ def test_a_set_names_its_committed_sweep_table_measured_on_its_own_baseline():
     path = rv.bundled.sweep_table("showcase")
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["model"] for row in rows} == {rv.bundled.name("none", "showcase")}
-    assert {"none", "evit", "imagepiece", "tome"} == {row["method"] for row in rows}
+    assert {row["model"] for row in rows} == {rv.bundled.name("none"), rv.bundled.name("DynamicViT")}
+    methods = {model: {row["method"] for row in rows if row["model"] == model} for model in {r["model"] for r in rows}}
+    assert methods[rv.bundled.name("none")] == {"none", "evit", "imagepiece", "tome"}   # DynamicViT only where trained
+    assert methods[rv.bundled.name("DynamicViT")] == {"none", "evit", "imagepiece", "tome", "dynamicvit"}
     assert rv.bundled.sweep_table("small") is None                     # the small set has none committed
     assert rv.bundled.set_of(["showcase-baseline", "showcase-tome"]) == "showcase"
     assert rv.bundled.set_of(["showcase-baseline", "small-baseline"]) is None
@@ -87,19 +90,20 @@ def fresh_test_set():
 
 
 def test_the_showcase_models_meet_their_targets_on_a_fresh_seed(fresh_test_set):
-    """Baseline >= 95 %; EViT and ImagePiece trained at 0.7 within a point of it, and the patches they let go of
-    at 0.7 are background well above a random choice (the lift)."""
+    """Baseline >= 95 %; EViT, ImagePiece and DynamicViT trained at 0.7 within a point of it, and the patches they
+    let go of at 0.7 are background well above a random choice (the lift)."""
     images, labels, masks = fresh_test_set
     baseline = accuracy(rv.load_checkpoint(SETS["showcase"]["none"]), images, labels)
     assert baseline >= 0.95, f"showcase baseline: {baseline:.1%} on seed {SEED}"
-    for method in ("EViT", "ImagePiece"):
+    for method in ("EViT", "ImagePiece", "DynamicViT"):
         model = rv.load_checkpoint(SETS["showcase"][method])
         trained = accuracy(model, images, labels)
         assert trained >= baseline - 0.01, f"{method}: {trained:.1%} against the baseline's {baseline:.1%}"
         lift = background_removed(model, images, masks).lift
         # Targets: 0.5 for both. EViT meets it (0.73); ImagePiece misses it narrowly (0.495, against 0.43 off the
         # shelf), as data/README.md and the README say: its bound here guards what was measured.
-        assert lift >= {"EViT": 0.5, "ImagePiece": 0.45}[method], f"{method} at keep 0.7: lift {lift:.3f}"
+        targets = {"EViT": 0.5, "ImagePiece": 0.45, "DynamicViT": 0.5}
+        assert lift >= targets[method], f"{method} at keep 0.7: lift {lift:.3f}"
 
 
 def test_a_bundled_model_refuses_an_image_size_it_cant_take_and_takes_other_multiples_of_16():
