@@ -137,60 +137,75 @@ NOTEBOOK = "notebooks/00_tour.ipynb"          # the notebook whose explorer is d
 SAVED = ROOT / "notebooks" / "build" / "tour.html"   # the page its last cell writes (the kernel runs in notebooks/)
 
 
-def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, saved: Path = SAVED) -> None:
-    """Run `notebook` in JupyterLab (loopback, a token), use its explorer in the browser as a reader would (a
-    method button, the keep-rate slider), check that the widget and a figure rendered, that the picture and the
-    measured line changed, that the trade-off panel shows its figure (then close it), and that no cell printed an
-    error, and photograph the widget."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-
+def start_lab(scratch: Path, **env: str) -> tuple[subprocess.Popen, int, str]:
+    """JupyterLab on a free loopback port with a token, serving the repository, with settings of its own under
+    `scratch`: never autosave (notebooks stay stored without outputs), start the kernel without asking, no news
+    prompt, workspaces kept out of the user's; quick mode, and `env` added. Returns (process, port, token)."""
     port, token = free_port(), secrets.token_hex(16)
-    jupyter = ROOT / ".venv" / "bin" / "jupyter"
-    scratch = Path(tempfile.mkdtemp(prefix="retokviz-lab-"))
-    # Settings of its own: never autosave (the notebook stays stored without outputs), start the kernel without
-    # asking, no news prompt; workspaces kept out of the user's.
     for plugin, values in (("docmanager-extension/plugin", {"autosave": False, "autoStartDefaultKernel": True}),
                            ("apputils-extension/notification", {"fetchNews": "false"})):
         path = scratch / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
-    checkpoints_existed = (ROOT / "notebooks" / ".ipynb_checkpoints").exists()
-    lab = subprocess.Popen([str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                            f"--IdentityProvider.token={token}", "--allow-root", "--ServerApp.port_retries=0",
-                            f"--notebook-dir={ROOT}", f"--LabApp.user_settings_dir={scratch / 'settings'}",
+    lab = subprocess.Popen([str(ROOT / ".venv" / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+                            f"--port={port}", f"--IdentityProvider.token={token}", "--allow-root",
+                            "--ServerApp.port_retries=0", f"--notebook-dir={ROOT}",
+                            f"--LabApp.user_settings_dir={scratch / 'settings'}",
                             f"--LabApp.workspaces_dir={scratch / 'workspaces'}"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env={**os.environ, "RETOKVIZ_QUICK": "1"}, start_new_session=True)
+                           env={**os.environ, "RETOKVIZ_QUICK": "1", **env}, start_new_session=True)
+    return lab, port, token
+
+
+def run_all_cells(page, url: str, timeout: float, kernel_dialog: float) -> float:
+    """Open the notebook at `url` in `page` (retrying while Lab starts), answer the kernel dialog if it comes within
+    `kernel_dialog` seconds, wait for the kernel, fold the file browser away (the widgets get the width) and click
+    Run All Cells. Returns the time it was clicked."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            page.goto(url)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    try:   # JupyterLab may ask which kernel to start
+        select.wait_for(timeout=kernel_dialog * 1000)
+        select.click()
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+b")
+    started = time.time()
+    page.get_by_text("Run", exact=True).first.click()
+    page.get_by_text("Run All Cells", exact=True).first.click()
+    return started
+
+
+def photograph_lab(shot: Path, timeout: float = 240, notebook: str = NOTEBOOK, saved: Path = SAVED) -> None:
+    """Run `notebook` in JupyterLab (loopback, a token), use its explorer in the browser as a reader would (a
+    method button, the keep-rate slider), check that the widget and a figure rendered, that the picture and the
+    measured line changed, that the trade-off panel shows its figure (then close it), and that no cell printed an
+    error, and photograph the widget."""
+    from playwright.sync_api import sync_playwright
+
+    checkpoints_existed = (ROOT / "notebooks" / ".ipynb_checkpoints").exists()
+    scratch = Path(tempfile.mkdtemp(prefix="retokviz-lab-"))
+    lab, port, token = start_lab(scratch)
     try:
         with sync_playwright() as playwright:
             chromium = browser(playwright)
             page = chromium.new_page(viewport={"width": 1500, "height": 1000})
             console: list[str] = []   # the browser's console, kept for a failure's report
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-            url = f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}"
-            deadline = time.time() + 60
-            while True:
-                try:
-                    page.goto(url)
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(1)
-            page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
-            select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-            try:   # JupyterLab may ask which kernel to start
-                select.wait_for(timeout=15_000)
-                select.click()
-            except PlaywrightTimeout:
-                pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
-            page.keyboard.press("Escape")
-            page.keyboard.press("Control+b")   # fold the file browser away: the widget gets the width
-            started = time.time()
-            page.get_by_text("Run", exact=True).first.click()
-            page.get_by_text("Run All Cells", exact=True).first.click()
+            started = run_all_cells(page, f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}", timeout,
+                                    kernel_dialog=15)
             while not (saved.exists() and saved.stat().st_mtime > started):
                 if time.time() > started + timeout:
                     page.screenshot(path=str(shot.with_name("explorer-lab-timeout.png")), full_page=True)
@@ -380,27 +395,13 @@ def photograph_lessons(shots: Path, timeout: float = 240) -> dict[str, tuple[str
     Returns:
         {lesson: (picture src before, after)}.
     """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     (ROOT / "build").mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="lessons-", dir=ROOT / "build"))   # under the repository: Lab serves it
     notebook = _lesson_notebook(folder)
     ran = folder / "ran.txt"
-    port, token = free_port(), secrets.token_hex(16)
-    scratch = folder / "lab"
-    for plugin, values in (("docmanager-extension/plugin", {"autosave": False, "autoStartDefaultKernel": True}),
-                           ("apputils-extension/notification", {"fetchNews": "false"})):
-        path = scratch / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    lab = subprocess.Popen([str(ROOT / ".venv" / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
-                            f"--port={port}", f"--IdentityProvider.token={token}", "--allow-root",
-                            "--ServerApp.port_retries=0", f"--notebook-dir={ROOT}",
-                            f"--LabApp.user_settings_dir={scratch / 'settings'}",
-                            f"--LabApp.workspaces_dir={scratch / 'workspaces'}"],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env={**os.environ, "RETOKVIZ_QUICK": "1", "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    lab, port, token = start_lab(folder / "lab", OMP_NUM_THREADS="1")
     moved: dict[str, tuple[str, str]] = {}
     try:
         with sync_playwright() as playwright:
@@ -409,29 +410,9 @@ def photograph_lessons(shots: Path, timeout: float = 240) -> dict[str, tuple[str
             page = chromium.new_page(viewport={"width": 1400, "height": 2200})
             console: list[str] = []
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-            url = f"http://127.0.0.1:{port}/lab/tree/{notebook.relative_to(ROOT).as_posix()}?token={token}"
-            deadline = time.time() + 60
-            while True:
-                try:
-                    page.goto(url)
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.5)
-            page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
-            select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-            try:   # JupyterLab may ask which kernel to start
-                select.wait_for(timeout=3_000)
-                select.click()
-            except PlaywrightTimeout:
-                pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout * 1000)
-            page.keyboard.press("Escape")
-            page.keyboard.press("Control+b")   # the file browser folded away: the widgets get the width
-            started = time.time()
-            page.get_by_text("Run", exact=True).first.click()
-            page.get_by_text("Run All Cells", exact=True).first.click()
+            started = run_all_cells(
+                page, f"http://127.0.0.1:{port}/lab/tree/{notebook.relative_to(ROOT).as_posix()}?token={token}",
+                timeout, kernel_dialog=3)
             while not ran.exists():
                 if time.time() > started + timeout:
                     page.screenshot(path=str(shots / "lesson-timeout.png"), full_page=True)

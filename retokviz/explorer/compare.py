@@ -148,6 +148,24 @@ class Linked(Redraws):
     def _image(self) -> int:
         return self.image.value
 
+    def _set_board(self, keep_rate: float | None, block: int | None, view: str | None, image: int | None):
+        """`set` of a board with one keep-rate, block, view and image control for all its columns (rv.compare,
+        the tutorial's side-by-side board): every argument checked before any control changes, one redraw."""
+        if keep_rate is not None:
+            keep_rate = check_keep_rate(keep_rate)
+        if block is not None:
+            block = check_int("block", block, 0, self.block.max)
+        if view is not None:
+            view = choose("view", view, list(self.view.options))
+        if image is not None:
+            image = check_int("image", image, 0, len(self.session.gallery) - 1)
+        with self._hold():
+            for control, value in ((self.keep_rate, keep_rate), (self.block, block), (self.view, view),
+                                   (self.image, image)):
+                if value is not None:
+                    control.value = value
+        return self
+
     # --- drawing ---
 
     @property
@@ -279,20 +297,7 @@ class Compare(Linked):
             ValueError: a keep rate that is not a number in 0.1..1.0 (a bool is not one), a block or image that is
                 not an int in range, an unknown view (the message names the bad value and the valid ones).
         """
-        if keep_rate is not None:
-            keep_rate = check_keep_rate(keep_rate)
-        if block is not None:
-            block = check_int("block", block, 0, self.depth - 1)
-        if view is not None:
-            view = choose("view", view, list(self.view.options))
-        if image is not None:
-            image = check_int("image", image, 0, len(self.session.gallery) - 1)
-        with self._hold():
-            for control, value in ((self.keep_rate, keep_rate), (self.block, block), (self.view, view),
-                                   (self.image, image)):
-                if value is not None:
-                    control.value = value
-        return self
+        return self._set_board(keep_rate, block, view, image)
 
     def save_html(self, path: str | os.PathLike, keep_rates: Sequence[float] | None = None) -> Path:
         """Write a standalone page of the model and image shown: every method side by side at every keep rate of

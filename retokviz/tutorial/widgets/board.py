@@ -115,20 +115,7 @@ class SideBySide(Linked):
         Raises:
             ValueError: a keep rate, block or image out of range, an unknown view.
         """
-        if keep_rate is not None:
-            keep_rate = check_keep_rate(keep_rate)
-        if block is not None:
-            block = check_int("block", block, 0, self.block.max)
-        if view is not None:
-            view = choose("view", view, list(self.view.options))
-        if image is not None:
-            image = check_int("image", image, 0, len(self.session.gallery) - 1)
-        with self._hold():
-            for control, value in ((self.keep_rate, keep_rate), (self.block, block), (self.view, view),
-                                   (self.image, image)):
-                if value is not None:
-                    control.value = value
-        return self
+        return self._set_board(keep_rate, block, view, image)
 
 
 def side_by_side(models: Any, images: Any = None, masks: Any = None, *, labels: Any = None,
