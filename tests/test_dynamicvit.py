@@ -435,3 +435,11 @@ def test_the_learned_scores_are_said_so_in_the_views_and_the_legend():
     plain = extract(trace, images[0])
     labels = [label for label, _, _ in palette.legend("attention", legend_keys(plain, "attention", 2))]
     assert not plain.learned_scores and "high class attention" in labels and "high learned keep score" not in labels
+
+
+def test_a_figure_of_both_kinds_of_scores_names_both_in_its_legend():
+    from retokviz.views import palette
+
+    labels = [label for label, _, _ in palette.legend("attention", {"learned", "class attention", "kept"})]
+    assert {"high class attention", "high learned keep score"} <= set(labels)
+    assert "high learned keep score" not in [label for label, _, _ in palette.legend("attention", {"kept"})]

@@ -165,9 +165,10 @@ def legend(view: str = "status", present: set[str] | None = None) -> list[tuple[
     """
     entries = legend_entries(view)
     if view == "attention":   # the scores are class attention unless the keys say learned (DynamicViT's)
-        scored_by = "learned" if present is not None and "learned" in present else "class attention"
-        entries = [(None if key == scored_by else key, entry) for key, entry in entries
-                   if key not in ("learned", "class attention") or key == scored_by]
+        scored_by = {key for key in ("class attention", "learned") if present is not None and key in present}
+        scored_by = scored_by or {"class attention"}      # both where a figure shows both kinds side by side
+        entries = [(None if key in scored_by else key, entry) for key, entry in entries
+                   if key not in ("learned", "class attention") or key in scored_by]
     return [entry for key, entry in entries if present is None or key is None or key in present]
 
 
