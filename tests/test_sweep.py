@@ -73,7 +73,8 @@ def test_every_column_in_every_row(swept):
     assert {(row["method"], row["keep_rate"]) for row in rows} == \
         {("none", 1.0)} | {(name, rate) for name in METHODS for rate in RATES}
     for row in rows:
-        for column in ("accuracy", "images_per_s", "speedup", "latency_ms", "macs", "macs_ceiling", "spread"):
+        for column in ("accuracy", "images_per_s", "speedup", "latency_ms", "first_pass_s", "macs", "macs_ceiling",
+                       "spread"):
             assert row[column] is not None and row[column] >= 0, column
         assert row["peak_memory_mb"] is None                   # on a CPU: documented as empty
         assert row["device"].startswith("cpu") and row["dtype"] == "fp32" and row["batch_size"] == 4
@@ -300,6 +301,20 @@ def test_configurations_take_turns_in_alternating_order():
     assert all(timing.peak_bytes is None and timing.spread >= 0 for timing in timings)
 
 
+def test_the_first_pass_is_timed_apart_from_the_rounds():
+    """A compiled model's first pass is its compilation: kept out of the rounds and reported (first_pass_s)."""
+    import time
+    from contextlib import nullcontext
+    passes = []
+
+    def forward(inputs):
+        passes.append(None)
+        time.sleep(0.2 if len(passes) == 1 else 0.0)
+
+    (timing,) = time_interleaved([lambda: nullcontext(forward)], torch.zeros(1), warmup=0, iters=2, rounds=2)
+    assert timing.first_seconds >= 0.2 and max(timing.seconds) < 0.1
+
+
 def test_noise_is_flagged():
     assert note(speedup=1.3, ceiling=1.2, spread=0.01) == ABOVE_CEILING
     assert note(speedup=1.03, ceiling=1.5, spread=0.05) == WITHIN_SPREAD
@@ -394,6 +409,10 @@ def test_the_markdown_table_quotes_every_row_with_its_conditions(swept):
         assert cells[1].split("/")[-1] == row["tokens"].split()[-1]          # the last block's count
     evit = next(line for line in body if line.startswith("| EViT 0.5 |"))
     assert evit.split("|")[2].strip().count("/") == 3                       # 64 and three reductions
+    assert "compiling" not in table[2]                                      # eager rows: no compile column
+    compiled = format_markdown([dict(row, compiled=True) for row in rows]).splitlines()
+    assert compiled[2].endswith("| first pass (compiling) |")
+    assert compiled[4].endswith(f"| {rows[0]['first_pass_s']:.1f} s |")
 
 
 def test_a_learned_method_is_swept_only_on_its_own_checkpoint_with_its_trained_modules(tmp_path):

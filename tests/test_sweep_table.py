@@ -39,7 +39,7 @@ def row(index: int, **changes) -> dict:
     """A typed row of a made-up sweep (the `index`-th keep rate), as `read_table` gives it."""
     values = dict(
         model="small-baseline", method="evit", keep_rate=round(1.0 - index / 10, 6), setting=f"keep_rate={index}",
-        accuracy=0.5, images_per_s=100.0 + index, speedup=1.25, latency_ms=3.5, peak_memory_mb=None,
+        accuracy=0.5, images_per_s=100.0 + index, speedup=1.25, latency_ms=3.5, first_pass_s=0.25, peak_memory_mb=None,
         macs=1000 - index, macs_ceiling=1.5, tokens="64 46 34", spread=0.02, note="within spread",
         device="cpu: AMD EPYC, 2 threads", dtype="fp32", batch_size=4, img_size=128, attention="sdpa:math",
         compiled=False, torch="2.0", timm="1.0", warmup=1, runs=2, rounds=2, data="clutter test, 16 images, seed 0",
@@ -136,8 +136,8 @@ def test_a_bad_value_is_named_with_its_file_line_and_column(tmp_path, column, va
 
 
 @pytest.mark.parametrize("lines, message", [
-    ([HEADER, line(row(1)) + ",extra"], r"line 2: malformed row \(28 cells, the header has 27\)"),
-    ([HEADER, line(row(1)).split(",", 3)[3]], r"line 2: malformed row \(24 cells"),
+    ([HEADER, line(row(1)) + ",extra"], r"line 2: malformed row \(29 cells, the header has 28\)"),
+    ([HEADER, line(row(1)).split(",", 3)[3]], r"line 2: malformed row \(25 cells"),
     ([HEADER, line(row(1, keep_rate=None))], "line 2: column keep_rate is empty"),
     ([HEADER, line(row(1)), 'a,"open quote', line(row(2))], r"line 3: .*quote"),
     ([HEADER.replace("spread", "jitter")], r"line 1: not a sweep table.*missing \['spread'\]"),

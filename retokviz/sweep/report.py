@@ -25,6 +25,8 @@ def format_table(rows: Sequence[dict]) -> str:
         name = "untouched" if row["method"] == UNTOUCHED else label(row["method"])
         accuracy = "" if row["accuracy"] is None else f"{row['accuracy']:.1%}"
         tail = row["attention"] + (f"; {row['note']}" if row["note"] else "")
+        if row["compiled"] and row.get("first_pass_s") is not None:
+            tail += f"; first pass (compiling) {row['first_pass_s']:.1f} s"
         lines.append(f"{row['model'][:23]:<24}{name[:17]:<18}{row['keep_rate']:>5g}{row['batch_size']:>6}"
                      f"{row['dtype']:>6}{accuracy:>7}{_cell(row['images_per_s'], '.1f'):>10}"
                      f"{_cell(row['speedup'], '.2f'):>8}x{_cell(row['macs_ceiling'], '.2f'):>7}x"
@@ -57,9 +59,11 @@ def format_markdown(rows: Sequence[dict]) -> str:
                   f"median round" + ("" if varying else f", batch {first['batch_size']}, {first['dtype']}")
                   + (", spread not measured (it takes 2 rounds or more)"
                      if isinstance(first["rounds"], int) and first["rounds"] < 2 else ""))
+    compiled = any(row["compiled"] for row in rows)     # then the compile time, beside the steady state
     lines = [f"Conditions: {conditions}.", "",
              "| configuration | tokens leaving the blocks | top-1 | GMACs | img/s | speed-up | MACs ceiling "
-             "| of ceiling | batch-1 latency | spread |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| of ceiling | batch-1 latency | spread |" + (" first pass (compiling) |" if compiled else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else "")]
     for row in rows:
         name = "untouched" if row["method"] == UNTOUCHED else f"{label(row['method'])} {row['keep_rate']:g}"
         if varying:
@@ -70,7 +74,8 @@ def format_markdown(rows: Sequence[dict]) -> str:
         latency = "" if row["latency_ms"] is None else f"{row['latency_ms']:.1f} ms"
         lines.append(f"| {name} | {_tokens(row['tokens'])} | {accuracy} | {row['macs'] / 1e9:.3f} | "
                      f"{_cell(row['images_per_s'], '.1f')} | {_cell(row['speedup'], '.2f')}x | "
-                     f"{_cell(row['macs_ceiling'], '.2f')}x | {share} | {latency} | {_cell(row['spread'], '.1%')} |")
+                     f"{_cell(row['macs_ceiling'], '.2f')}x | {share} | {latency} | {_cell(row['spread'], '.1%')} |"
+                     + (f" {_cell(row.get('first_pass_s'), '.1f')} s |" if compiled else ""))
     return "\n".join(lines)
 
 

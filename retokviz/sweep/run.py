@@ -190,7 +190,7 @@ def _row(plan: Plan, measurer: _Measurer, source: Source, config: Configuration,
     return {
         "model": source.name, "method": config.method, "keep_rate": config.keep_rate, "setting": config.setting,
         "accuracy": measurer.accuracy(config), "images_per_s": batch / timing.median, "speedup": speedup,
-        "latency_ms": 1000 * latency[config].median,
+        "latency_ms": 1000 * latency[config].median, "first_pass_s": timing.first_seconds,
         "peak_memory_mb": None if timing.peak_bytes is None else timing.peak_bytes / 2**20,
         "macs": macs, "macs_ceiling": ceiling, "tokens": tokens, "spread": timing.spread,
         "note": "" if config.reduction is None else noise.note(speedup, ceiling,

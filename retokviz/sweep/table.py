@@ -39,7 +39,7 @@ except ImportError:         # Windows: msvcrt's byte lock, which also dies with 
     fcntl = None
 
 COLUMNS = (
-    "model", "method", "keep_rate", "setting", "accuracy", "images_per_s", "speedup", "latency_ms",
+    "model", "method", "keep_rate", "setting", "accuracy", "images_per_s", "speedup", "latency_ms", "first_pass_s",
     "peak_memory_mb", "macs", "macs_ceiling", "tokens", "spread", "note",
     "device", "dtype", "batch_size", "img_size", "attention", "compiled", "torch", "timm", "warmup", "runs",
     "rounds", "data", "sweep_id",
@@ -47,7 +47,8 @@ COLUMNS = (
 KEY = ("model", "method", "keep_rate", "batch_size", "dtype")
 # The conditions one sweep shares in every row; a file that differs in one is named in the refusal.
 CONDITIONS = ("device", "torch", "timm", "compiled", "warmup", "runs", "rounds")
-FLOATS = ("keep_rate", "accuracy", "images_per_s", "speedup", "latency_ms", "peak_memory_mb", "macs_ceiling", "spread")
+FLOATS = ("keep_rate", "accuracy", "images_per_s", "speedup", "latency_ms", "first_pass_s", "peak_memory_mb",
+          "macs_ceiling", "spread")
 INTS = ("macs", "batch_size", "img_size", "warmup", "runs", "rounds")
 BOOLS = ("compiled",)
 

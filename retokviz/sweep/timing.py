@@ -31,10 +31,12 @@ class Timing:
     Attributes:
         seconds: seconds per forward pass, one figure per round (the mean of its timed passes).
         peak_bytes: the most memory the device held during its timed passes (CUDA only, else None).
+        first_seconds: the untimed first pass (for a compiled model: its compilation at this input shape).
     """
 
     seconds: tuple[float, ...]
     peak_bytes: int | None = None
+    first_seconds: float | None = None
 
     @property
     def median(self) -> float:
@@ -69,11 +71,15 @@ def time_interleaved(runners: Sequence[Runner], inputs: torch.Tensor, *, warmup:
     seconds: list[list[float]] = [[] for _ in runners]
     peaks: list[int | None] = [None for _ in runners]
     order = list(range(len(runners)))
+    firsts: list[float] = []
     with torch.inference_mode():
-        for index in order:                                     # the first pass of each, discarded
+        for index in order:                                     # the first pass of each, kept out of the rounds
+            synchronize(device)
+            start = time.perf_counter()
             with runners[index]() as forward:
                 forward(inputs)
-        synchronize(device)
+            synchronize(device)
+            firsts.append(time.perf_counter() - start)
         for round_index in range(rounds):
             for index in order if round_index % 2 == 0 else order[::-1]:
                 with runners[index]() as forward:
@@ -91,4 +97,4 @@ def time_interleaved(runners: Sequence[Runner], inputs: torch.Tensor, *, warmup:
                         peaks[index] = max(peaks[index] or 0, torch.cuda.max_memory_allocated(device))
                 if on_step is not None:
                     on_step()
-    return [Timing(tuple(times), peak) for times, peak in zip(seconds, peaks)]
+    return [Timing(tuple(times), peak, first) for times, peak, first in zip(seconds, peaks, firsts)]
