@@ -7,8 +7,17 @@ Each pair was trained the same way, each method with its authors' recipe (docs/r
 - fine-tuned: from the showcase baseline, 4 epochs on 12000 images (EViT: the keep rate falls from 1.0 over the
   first two epochs; DynamicViT: its predictors at the learning rate, the backbone at 1/100 of it, distilled from
   the baseline, as its authors fine-tune);
-- from scratch: the small model (4 blocks, 128 px), 8 epochs on 20000 images, no teacher.
-EViT 0.7 fine-tuned is the bundled `showcase-evit-0.7`; the other seven come from `--runs`.
+- from scratch: the small model (4 blocks, 128 px), 8 epochs on 20000 images, lr 1e-3, no teacher, both methods
+  with one keep-rate schedule (EViT's): keep rate 1.0 for the first epoch (or two), then down to their own over
+  three (DynamicViT at its keep rate from the first step, as its authors fine-tune, stayed at chance: its untrained
+  predictors drop tokens at random; data/README.md says what was tried).
+EViT 0.7 fine-tuned is the bundled `showcase-evit-0.7`; the other nine come from `--runs`. With `--keep-earlier`,
+the rows of an architecture (image size) this run measures nothing of are kept from the `--json` file's earlier run,
+with that run's untouched figures and date, so that a comparison added later does not need the first one's
+checkpoints again (`--training` picks what this run measures); speed ratios still compare only rows of one run:
+
+    python benchmarks/learned_or_attention.py --runs runs/compare --json results/learned-or-attention.json \
+        --keep-earlier --training "from scratch, keep 1.0 for 1 epoch" --training "from scratch, keep 1.0 for 2 epochs"
 
 For every model, at its own keep rate: top-1 with its 95 % bootstrap interval over the images, DynamicViT's top-1
 minus EViT's on the same images (paired interval), the background lift of the patches let go of (with interval),
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import datetime
 import statistics
 import sys
 import time
@@ -40,16 +50,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from evaluate import measure  # noqa: E402  (the same per-model measurement as docs/results.md's tables)
 
 SEED = bundled.TEST_SEED
+SCRATCH_1 = "from scratch, keep 1.0 for 1 epoch"
+SCRATCH_2 = "from scratch, keep 1.0 for 2 epochs"
 # (training, keep rate, method) -> checkpoint: a name of data/ or a file name in --runs
 MODELS = {
     ("fine-tuned", 0.7, "EViT"): "showcase-evit-0.7",
     ("fine-tuned", 0.7, "DynamicViT"): "showcase-dynamicvit-0.7",
     ("fine-tuned", 0.5, "EViT"): "showcase-evit-0.5",
     ("fine-tuned", 0.5, "DynamicViT"): "showcase-dynamicvit-0.5",
-    ("from scratch", 0.7, "EViT"): "scratch-evit-0.7",
-    ("from scratch", 0.7, "DynamicViT"): "scratch-dynamicvit-0.7",
-    ("from scratch", 0.5, "EViT"): "scratch-evit-0.5",
-    ("from scratch", 0.5, "DynamicViT"): "scratch-dynamicvit-0.5",
+    (SCRATCH_1, 0.7, "EViT"): "scratch-evit-0.7",
+    (SCRATCH_1, 0.7, "DynamicViT"): "scratch-dynamicvit-0.7",
+    (SCRATCH_1, 0.5, "EViT"): "scratch-evit-0.5",
+    (SCRATCH_1, 0.5, "DynamicViT"): "scratch-dynamicvit-0.5",
+    (SCRATCH_2, 0.7, "EViT"): "scratch2-evit-0.7",
+    (SCRATCH_2, 0.7, "DynamicViT"): "scratch2-dynamicvit-0.7",
 }
 
 
@@ -94,10 +108,12 @@ def speeds(models: dict[str, nn.Module], image_size: int, rounds: int) -> dict[s
     return out
 
 
-def compare(runs: Path | None, test_size: int, rounds: int) -> dict:
-    """Every model of MODELS measured; see the module."""
+def compare(runs: Path | None, test_size: int, rounds: int, trainings: list[str] | None = None) -> dict:
+    """Every model of MODELS measured (of `trainings` only, where given); see the module."""
     rows, by_arch = [], {}
     for (training, rate, method), name in MODELS.items():
+        if trainings is not None and training not in trainings:
+            continue
         where = find(name, runs)
         if where is None:
             print(f"{training:>12} {method:>10} keep {rate}: no checkpoint {name} (not trained): left out", flush=True)
@@ -143,10 +159,29 @@ def compare(runs: Path | None, test_size: int, rounds: int) -> dict:
     for row in rows:
         row["speed"] = timing[str(row["image_size"])][f"{row['training']} {row['method']} {row['keep_rate']}"]
         del row["correct"]
+    today = "on " + datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
     conditions = {"test_images": test_size, "data_seed": SEED, "device": describe_device(torch.device("cpu")),
                   "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds,
-                  "untouched": {size: timing[size]["untouched"] for size in timing}}
+                  "untouched": {size: timing[size]["untouched"] for size in timing},
+                  "measured": {size: today for size in timing}}
     return {"conditions": conditions, "rows": rows}
+
+
+def keep_earlier(result: dict, earlier: dict) -> dict:
+    """`result` with the rows of `earlier` whose image size `result` has no row of, and their sizes' untouched
+    figures and dates; the earlier run must share the test images (their number and seed)."""
+    now, before = result["conditions"], earlier["conditions"]
+    for key in ("test_images", "data_seed"):
+        if now[key] != before[key]:
+            raise ValueError(f"--keep-earlier: the earlier run measured {key} {before[key]}, this one {now[key]}; "
+                             f"rows on different test images don't share a table")
+    sizes = {row["image_size"] for row in result["rows"]}
+    kept = [row for row in earlier["rows"] if row["image_size"] not in sizes]
+    kept_sizes = {str(row["image_size"]) for row in kept}
+    dates = before.get("measured", {})
+    conditions = {**now, "untouched": {**{s: before["untouched"][s] for s in kept_sizes}, **now["untouched"]},
+                  "measured": {**{s: dates.get(s, "in an earlier run") for s in kept_sizes}, **now["measured"]}}
+    return {"conditions": conditions, "rows": kept + result["rows"]}
 
 
 def format_table(result: dict) -> str:
@@ -167,8 +202,12 @@ def format_table(result: dict) -> str:
                      f"{row['parameters'] / 1e6:.3f} M | {row['macs'] / 1e6:.0f} M of {row['untouched_macs'] / 1e6:.0f} M"
                      f" | {speed['speedup_b64']:.2f}x | {speed['speedup_b1']:.2f}x |")
     conditions = result["conditions"]
+    measured = conditions.get("measured", {})
     untouched = ", ".join(f"{size} px: {figures['images_per_second_b64']:.0f} images/s at batch 64, "
-                          f"{figures['ms_b1']:.2f} ms at batch 1" for size, figures in conditions["untouched"].items())
+                          f"{figures['ms_b1']:.2f} ms at batch 1"
+                          + (f", measured {measured[size]}" if size in measured and len(set(measured.values())) > 1
+                             else "")
+                          for size, figures in conditions["untouched"].items())
     lines += ["", f"{conditions['test_images']} test images of seed {conditions['data_seed']}; speed on "
                   f"{conditions['device']}, torch {conditions['torch']}, fp32, "
                   f"median of {conditions['rounds']} interleaved rounds against the untouched model of the same "
@@ -183,13 +222,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--training", action="append", choices=sorted({key[0] for key in MODELS}),
+                        help="measure only the models trained this way (repeat for several; default: all)")
+    parser.add_argument("--keep-earlier", action="store_true",
+                        help="keep the --json file's rows of the architectures this run measures nothing of")
     args = parser.parse_args(argv)
     if args.test_size < 1 or args.rounds < 1:
         parser.error(f"--test-size and --rounds must be >= 1, got {args.test_size} and {args.rounds}")
     if args.runs is not None and not args.runs.is_dir():
         parser.error(f"--runs {args.runs} is not a folder")
-    check_output_files(parser, json=args.json)
-    result = compare(args.runs, args.test_size, args.rounds)
+    earlier = None
+    if args.keep_earlier:
+        if args.json is None or not args.json.is_file():
+            parser.error(f"--keep-earlier keeps rows of the --json file's earlier run; there is none at {args.json}")
+        earlier = json.loads(args.json.read_text())
+    else:
+        check_output_files(parser, json=args.json)
+    result = compare(args.runs, args.test_size, args.rounds, args.training)
+    if earlier is not None:
+        result = keep_earlier(result, earlier)
     print(format_table(result))
     if args.json:
         text = (json.dumps(result, indent=2) + "\n").encode()

@@ -62,3 +62,34 @@ def test_the_table_names_every_row_and_the_conditions(result):
     assert "interleaved rounds against the untouched model" in table
     assert conditions["untouched"]["128"]["speedup_b64"] == pytest.approx(1.0)
 
+
+
+def test_keep_earlier_keeps_only_the_architectures_this_run_did_not_measure(result):
+    script, found, _ = result
+    earlier = {"conditions": {**found["conditions"], "untouched": {"192": {"ms_b1": 5.0}, "128": {"ms_b1": 1.0}},
+                              "measured": {"192": "on 2026-12-01 10:00", "128": "on 2026-12-01 10:00"}},
+               "rows": [{"image_size": 192, "method": "EViT"}, {"image_size": 128, "method": "stale"}]}
+    merged = script.keep_earlier(found, earlier)
+    assert [row for row in merged["rows"] if row["image_size"] == 192] == [{"image_size": 192, "method": "EViT"}]
+    assert all(row.get("method") != "stale" for row in merged["rows"])        # this run measured 128 px itself
+    assert merged["conditions"]["untouched"]["192"] == {"ms_b1": 5.0}
+    assert merged["conditions"]["untouched"]["128"] == found["conditions"]["untouched"]["128"]
+    assert merged["conditions"]["measured"]["192"] == "on 2026-12-01 10:00"
+    other = {**earlier, "conditions": {**earlier["conditions"], "data_seed": 7}}
+    with pytest.raises(ValueError, match="data_seed 7"):
+        script.keep_earlier(found, other)
+
+
+def test_training_picks_what_a_run_measures(tmp_path):
+    script = load_script("learned_or_attention")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    original = dict(script.MODELS)
+    script.MODELS.clear()
+    script.MODELS.update({("fine-tuned", 0.7, "EViT"): "small-evit-0.7", ("other", 0.7, "EViT"): "small-evit-0.7"})
+    try:
+        found = script.compare(runs, test_size=4, rounds=1, trainings=["other"])
+    finally:
+        script.MODELS.clear()
+        script.MODELS.update(original)
+    assert [row["training"] for row in found["rows"]] == ["other"]
