@@ -373,6 +373,14 @@ def test_a_refused_set_changes_no_control_and_names_the_bad_value(ex, arguments,
     assert bytes(ex.picture.value) == picture and ex.title.value == title
 
 
+def test_the_saved_page_of_the_dynamicvit_checkpoint_holds_its_learned_scores(ex, tmp_path):
+    ex.set(model=rv.bundled.name("DynamicViT"), method="dynamicvit", view="attention", patch=None)
+    page = (tmp_path / "dynamicvit.html")
+    ex.save_html(page)
+    text = html.unescape(page.read_text())
+    assert "DynamicViT" in text and "learned keep score" in text
+
+
 def test_the_dynamicvit_checkpoint_shows_its_learned_scores_and_keeps_its_predictors(ex):
     name = rv.bundled.name("DynamicViT")
     ex.set(model=name)
