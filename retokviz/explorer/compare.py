@@ -148,6 +148,25 @@ class Linked(Redraws):
     def _image(self) -> int:
         return self.image.value
 
+    def _make_board_controls(self, keep_rate: float, block: int, depth: int, view: str, image: int,
+                             tooltips: dict[str, str]) -> None:
+        """The keep-rate, block, view and image controls a board shares among its columns (rv.compare, the
+        tutorial's side-by-side board), at checked values; `tooltips` holds "keep rate", "block" and "image"."""
+        import ipywidgets as w
+
+        style = {"description_width": "70px"}
+        low, high, step = KEEP_RATES
+        self.keep_rate = w.FloatSlider(value=keep_rate, min=low, max=high, step=step, description="keep rate",
+                                       readout_format=".2f", style=style, layout=w.Layout(width="420px"),
+                                       tooltip=tooltips["keep rate"])
+        self.block = w.IntSlider(value=block, min=0, max=depth - 1, description="block", style=style,
+                                 layout=w.Layout(width="420px"), tooltip=tooltips["block"])
+        self.view = w.ToggleButtons(options=view_options(), value=view, description="view",
+                                    tooltips=[VIEW_TOOLTIPS[v] for v in VIEWS],
+                                    style={**style, "button_width": "auto"})
+        self.image = w.Dropdown(options=self._image_options(), value=image, description="image", style=style,
+                                layout=w.Layout(width="300px"), tooltip=tooltips["image"])
+
     def _set_board(self, keep_rate: float | None, block: int | None, view: str | None, image: int | None):
         """`set` of a board with one keep-rate, block, view and image control for all its columns (rv.compare,
         the tutorial's side-by-side board): every argument checked before any control changes, one redraw."""
@@ -241,18 +260,7 @@ class Compare(Linked):
         image = check_int("image", image, 0, len(session.gallery) - 1)
         import ipywidgets as w
 
-        style = {"description_width": "70px"}
-        low, high, step = KEEP_RATES
-        self.keep_rate = w.FloatSlider(value=keep_rate, min=low, max=high, step=step, description="keep rate",
-                                       readout_format=".2f", style=style, layout=w.Layout(width="420px"),
-                                       tooltip=TOOLTIPS["keep rate"])
-        self.block = w.IntSlider(value=block, min=0, max=self.depth - 1, description="block", style=style,
-                                 layout=w.Layout(width="420px"), tooltip=TOOLTIPS["block"])
-        self.view = w.ToggleButtons(options=view_options(), value=view, description="view",
-                                    tooltips=[VIEW_TOOLTIPS[v] for v in VIEWS],
-                                    style={**style, "button_width": "auto"})
-        self.image = w.Dropdown(options=self._image_options(), value=image, description="image", style=style,
-                                layout=w.Layout(width="300px"), tooltip=TOOLTIPS["image"])
+        self._make_board_controls(keep_rate, block, self.depth, view, image, TOOLTIPS)
         self.headline = w.HTML()
         size = session.gallery.input_for(image, self.model)[1].shape[:2]
         self.columns = [Column(method_label(method), COLUMN_PIXELS, size,

@@ -43,8 +43,6 @@ class SideBySide(Linked):
         import ipywidgets as w
 
         from retokviz.explorer.compare import COLUMN_PIXELS
-        from retokviz.explorer.controls import KEEP_RATES, VIEW_TOOLTIPS
-        from retokviz.views.raster import VIEWS
 
         if not 2 <= len(names) <= 3:
             raise ValueError(f"side by side shows two or three models, got {len(names)}")
@@ -58,18 +56,7 @@ class SideBySide(Linked):
         view = choose("view", view, view_options())
         image = check_int("image", image, 0, len(session.gallery) - 1)
         self._title = title
-        style = {"description_width": "70px"}
-        low, high, by = KEEP_RATES
-        self.keep_rate = w.FloatSlider(value=keep_rate, min=low, max=high, step=by, description="keep rate",
-                                       readout_format=".2f", style=style, layout=w.Layout(width="420px"),
-                                       tooltip=SIDE_TOOLTIPS["keep rate"])
-        self.block = w.IntSlider(value=block, min=0, max=depth - 1, description="block", style=style,
-                                 layout=w.Layout(width="420px"), tooltip=SIDE_TOOLTIPS["block"])
-        self.view = w.ToggleButtons(options=view_options(), value=view, description="view",
-                                    tooltips=[VIEW_TOOLTIPS[v] for v in VIEWS],
-                                    style={**style, "button_width": "auto"})
-        self.image = w.Dropdown(options=self._image_options(), value=image, description="image", style=style,
-                                layout=w.Layout(width="300px"), tooltip=SIDE_TOOLTIPS["image"])
+        self._make_board_controls(keep_rate, block, depth, view, image, SIDE_TOOLTIPS)
         self.headline = w.HTML()
         self.columns = []
         for name in self.names:
