@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import datetime
+import json
 import statistics
 import sys
 import time
@@ -236,6 +236,11 @@ def main(argv: list[str] | None = None) -> dict:
         if args.json is None or not args.json.is_file():
             parser.error(f"--keep-earlier keeps rows of the --json file's earlier run; there is none at {args.json}")
         earlier = json.loads(args.json.read_text())
+        before = earlier["conditions"]
+        if (before["test_images"], before["data_seed"]) != (args.test_size, SEED):
+            parser.error(f"--keep-earlier: {args.json} was measured on {before['test_images']} test images of seed "
+                         f"{before['data_seed']}, this run would use {args.test_size} of seed {SEED}: give "
+                         f"--test-size {before['test_images']} or another --json")
     else:
         check_output_files(parser, json=args.json)
     result = compare(args.runs, args.test_size, args.rounds, args.training)

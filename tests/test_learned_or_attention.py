@@ -93,3 +93,15 @@ def test_training_picks_what_a_run_measures(tmp_path):
         script.MODELS.clear()
         script.MODELS.update(original)
     assert [row["training"] for row in found["rows"]] == ["other"]
+
+
+def test_keep_earlier_refuses_other_test_images_before_any_work(tmp_path, capsys):
+    script = load_script("learned_or_attention")
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"conditions": {"test_images": 1000, "data_seed": script.SEED}, "rows": []}))
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--test-size", "6", "--json", str(earlier), "--keep-earlier"])
+    assert stopped.value.code == 2 and "--test-size 1000" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--json", str(tmp_path / "none.json"), "--keep-earlier"])
+    assert "there is none at" in capsys.readouterr().err
