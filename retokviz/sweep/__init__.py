@@ -22,8 +22,9 @@ The columns (`COLUMNS`), one row per configuration:
   or on `data`'s val/ split (timm models); empty where there is no data;
 - images_per_s: batch throughput, median round; speedup: against the untouched model, same run, batch and dtype;
 - latency_ms: batch 1, median round; first_pass_s: the untimed first pass at the row's batch, in seconds (with
-  --compile, the compilation for that input shape, beside the steady-state figures); spread: (slowest - fastest round) / median round, at the row's batch (empty
-  with a single round: one round measures no spread, and the sweep warns so);
+  --compile, the compilation for that input shape, beside the steady-state figures); spread: (slowest - fastest
+  round) / median round, at the row's batch (empty with a single round: one round measures no spread, and the
+  sweep warns so);
 - peak_memory_mb: torch.cuda.max_memory_allocated during the row's timed passes, weights included, in MiB;
   empty on a CPU (a process's RSS is shared by every configuration and never falls, so it can't be given per row);
 - macs: per image, counted on a real forward pass (`rv.count_macs`); macs_ceiling: untouched MACs / these MACs,

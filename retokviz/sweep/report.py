@@ -25,7 +25,7 @@ def format_table(rows: Sequence[dict]) -> str:
         name = "untouched" if row["method"] == UNTOUCHED else label(row["method"])
         accuracy = "" if row["accuracy"] is None else f"{row['accuracy']:.1%}"
         tail = row["attention"] + (f"; {row['note']}" if row["note"] else "")
-        if row["compiled"] and row.get("first_pass_s") is not None:
+        if row["compiled"] and row["first_pass_s"] is not None:
             tail += f"; first pass (compiling) {row['first_pass_s']:.1f} s"
         lines.append(f"{row['model'][:23]:<24}{name[:17]:<18}{row['keep_rate']:>5g}{row['batch_size']:>6}"
                      f"{row['dtype']:>6}{accuracy:>7}{_cell(row['images_per_s'], '.1f'):>10}"
@@ -75,7 +75,7 @@ def format_markdown(rows: Sequence[dict]) -> str:
         lines.append(f"| {name} | {_tokens(row['tokens'])} | {accuracy} | {row['macs'] / 1e9:.3f} | "
                      f"{_cell(row['images_per_s'], '.1f')} | {_cell(row['speedup'], '.2f')}x | "
                      f"{_cell(row['macs_ceiling'], '.2f')}x | {share} | {latency} | {_cell(row['spread'], '.1%')} |"
-                     + (f" {_cell(row.get('first_pass_s'), '.1f')} s |" if compiled else ""))
+                     + (f" {_cell(row['first_pass_s'], '.1f')} s |" if compiled else ""))
     return "\n".join(lines)
 
 
