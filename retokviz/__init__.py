@@ -16,6 +16,7 @@ Importing it loads none of matplotlib, plotly, ipywidgets, scikit-learn or sciki
 """
 from retokviz import data, sweep
 from retokviz._util import VERSION
+from retokviz.compiled import compile_for_inference
 from retokviz.measure import analysis, intervals, metrics, robustness
 from retokviz.measure.macs import count_macs
 from retokviz.methods import DynamicViT, EViT, ImagePiece, Method, ToMe
@@ -52,6 +53,7 @@ def compare(*args, **kwargs):
 
 
 __all__ = [
+    "compile_for_inference",
     "analysis",
     "intervals",
     "data",

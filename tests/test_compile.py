@@ -111,3 +111,30 @@ def test_evit_compiled_with_inductor_matches_eager():
         compiled = torch.compile(model)
         actual = run(compiled, images)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_for_inference_refuses_a_model_in_training_mode_before_compiling():
+    model = rv.apply(tiny_vit("deit", depth=2), rv.EViT(keep_rate=0.5, layers=(0,))).train()
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match=r"training mode: call model.eval\(\) first"):
+        rv.compile_for_inference(model)
+    with pytest.raises(TypeError, match="takes a torch.nn.Module, got str"):
+        rv.compile_for_inference("deit_small_patch16_224")
+
+
+@pytest.mark.skipif(not _has_cpp_compiler(), reason="no C++ compiler for inductor's CPU kernels")
+def test_compile_for_inference_computes_the_eager_output():
+    """ImagePiece and ToMe composed (the most operators a reduction step has: rankings, matchings, scatters), with
+    weights frozen into the graph and the graph driven from C++: the eager output, and the model itself unchanged."""
+    model = rv.apply(tiny_vit("deit", depth=3), [rv.ImagePiece(keep_rate=0.6, layers=(0, 1)), rv.ToMe(r=1)])
+    images = images_for(model)
+    expected = run(model, images)
+    with rv.applied(model, None):
+        assert not torch.allclose(run(model, images), expected, atol=1e-3), "the methods change this model's output"
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(compile_threads=1):     # no pool of compiler processes for one small graph
+        compiled = rv.compile_for_inference(model)
+        with torch.inference_mode():
+            actual = compiled(images)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    assert compiled is not model and type(model).__name__ == "VisionTransformer" and rv.method_of(model) is not None

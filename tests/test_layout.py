@@ -16,7 +16,7 @@ RANKS = {
     "_util": 0,
     "images": 1, "ops": 1,
     "methods": 2,
-    "patch": 3,
+    "patch": 3, "compiled": 3,
     "trace": 4, "models": 4, "data": 4,
     "measure": 5,
     "sweep": 6,

@@ -24,7 +24,7 @@ PUBLIC = {
     "UnsupportedModelError": type, "applied": "function", "apply": "function", "method_at": "function",
     "method_names": "function", "count_macs": "function", "SweepConfig": type, "sweep": "callable module",
     "explore": "function", "compare": "function", "method_of": "function", "record": "function", "remove": "function",
-    "use_coherence_stem": "function",
+    "use_coherence_stem": "function", "compile_for_inference": "function",
 }
 
 

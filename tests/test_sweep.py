@@ -446,3 +446,23 @@ def test_a_learned_method_is_swept_only_on_its_own_checkpoint_with_its_trained_m
     with pytest.raises(ValueError, match="dynamicvit is a learned method: the sweep measures it only on a "
                                          "checkpoint trained with it"):
         sweep(out=tmp_path / "other.csv", **{**SETTINGS, "methods": ("evit", "dynamicvit")})
+
+
+def test_a_compiled_sweep_compiles_every_configuration_for_inference(tmp_path, monkeypatch):
+    """--compile times what `rv.compile_for_inference` gives (weights frozen, graph driven from C++), one compiled
+    copy per configuration, the untouched model's too; here the compiler is replaced by a spy (compiling is tested
+    in test_compile.py), so the rows are eager passes marked compiled."""
+    compiled = []
+
+    def spy(model):
+        assert not model.training
+        compiled.append(rv.method_of(model))
+        return model
+
+    monkeypatch.setattr(sweep_run, "compile_for_inference", spy)
+    result = sweep(out=tmp_path / "compiled.csv", **dict(SETTINGS, methods=("evit", "tome"), keep_rates=(0.5,),
+                                                        compile=True))
+    rows = read_table(tmp_path / "compiled.csv")
+    assert len(compiled) == len(rows) == 3 and compiled[0] is None
+    assert sorted(type(method).__name__ for method in compiled[1:]) == ["EViT", "ToMe"]
+    assert all(row["compiled"] is True for row in rows) and result is not None

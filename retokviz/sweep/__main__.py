@@ -61,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=int, help=f"untimed passes per turn (default {DEFAULTS['warmup']})")
     run.add_argument("--iters", type=int, help=f"timed passes per turn (default {DEFAULTS['iters']})")
     run.add_argument("--rounds", type=int, help=f"interleaved rounds (default {DEFAULTS['rounds']})")
-    run.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    run.add_argument("--compile", action="store_true",
+                     help="time compiled models (rv.compile_for_inference: torch.compile, weights frozen, graph "
+                          "driven from C++), the untouched one too")
     run.add_argument("--no-fused-attention", action="store_true",
                      help="timm's explicit softmax(q k^T) v instead of F.scaled_dot_product_attention")
     run.add_argument("--quick", action="store_true",

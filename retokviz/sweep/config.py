@@ -53,7 +53,8 @@ class SweepConfig:
         seed: the clutter test set's seed, and the folder subset's.
         warmup, iters, rounds: untimed passes before each timed run, timed passes per round, interleaved rounds
             (None: 3, 10, 5; quick: 1, 2, 2).
-        compile: time `torch.compile`d models (one compiled copy per configuration).
+        compile: time compiled models (`rv.compile_for_inference`: torch.compile with the weights frozen and the
+            graph driven from C++; one compiled copy per configuration, the untouched model's too).
         fused_attention: timm's fused attention (F.scaled_dot_product_attention) on; False switches every
             Attention module to the explicit softmax(q k^T) v for the sweep, and back after.
         quick: a smoke run of seconds (few passes, few test images); its figures are not measurements.

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from retokviz.compiled import compile_for_inference
 from retokviz.patch import applied, apply, input_channels, method_of, remove
 from retokviz.sweep import noise
 from retokviz.sweep.accuracy import TestSet, test_set, top1
@@ -146,7 +147,7 @@ class _Measurer:
                     apply(model, config.reduction)
                 elif method_of(model) is not None:      # a learned method's checkpoint: untouched is without it
                     remove(model)
-                compiled = torch.compile(model, dynamic=False)
+                compiled = compile_for_inference(model)
                 self._runners[config] = lambda: nullcontext(compiled)
         return self._runners[config]
 
