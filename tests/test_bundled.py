@@ -49,6 +49,9 @@ def test_a_set_names_its_committed_sweep_table_measured_on_its_own_baseline():
     assert methods[rv.bundled.name("none")] == {"none", "evit", "imagepiece", "tome"}   # DynamicViT only where trained
     assert methods[rv.bundled.name("DynamicViT")] == {"none", "evit", "imagepiece", "tome", "dynamicvit"}
     assert rv.bundled.sweep_table("small") is None                     # the small set has none committed
+    compiled = rv.sweep.read_table(rv.bundled.sweep_table("showcase", compiled=True))
+    assert {row["model"] for row in compiled} == {rv.bundled.name("none")} and all(row["compiled"] for row in compiled)
+    assert {row["method"] for row in compiled} == {"none", "evit", "imagepiece", "tome"}
     assert rv.bundled.set_of(["showcase-baseline", "showcase-tome"]) == "showcase"
     assert rv.bundled.set_of(["showcase-baseline", "small-baseline"]) is None
     with pytest.raises(ValueError, match="unknown checkpoint set 'huge'"):

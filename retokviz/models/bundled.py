@@ -6,6 +6,7 @@ with EViT, and so on, for the evaluation, the notebooks, the explorer and the te
     rv.bundled.checkpoints("showcase")         # {'none': 'showcase-baseline', 'EViT': ..., ...}
     rv.load_checkpoint(rv.bundled.name("ImagePiece"))
     rv.bundled.sweep_table("showcase")         # results/sweep-cpu-showcase.csv: its measured trade-off
+    rv.bundled.sweep_table("showcase", compiled=True)   # the same, rv.compile_for_inference'd (keep 0.7 and 0.5)
 
 Two sets of models, each trained on the generated clutter data and differing only in the reduction method:
 - "showcase": 6 blocks on a 12 x 12 grid (192 px), EViT and ImagePiece reducing at blocks 1, 3 and 4 (about a
@@ -38,6 +39,7 @@ FORMER_NAMES: dict[str, str] = {"clutter-vit-baseline": "small-baseline", "clutt
 # The committed sweep tables (python -m retokviz.sweep) measured on a set, in results/; the explorer reads them.
 RESULTS_DIR = Path(__file__).parents[2] / "results"
 SWEEP_TABLES: dict[str, str] = {"showcase": "sweep-cpu-showcase.csv"}
+COMPILED_SWEEP_TABLES: dict[str, str] = {"showcase": "sweep-cpu-showcase-compiled.csv"}
 
 
 def checkpoints(set_name: str = DEFAULT_SET) -> dict[str, str]:
@@ -64,15 +66,17 @@ def name(method: str = "none", set_name: str = DEFAULT_SET) -> str:
     return by_lower[method.lower()]
 
 
-def sweep_table(set_name: str = DEFAULT_SET) -> Path | None:
+def sweep_table(set_name: str = DEFAULT_SET, *, compiled: bool = False) -> Path | None:
     """The committed sweep table of a set (accuracy, speed and MACs of every method and keep rate, measured on its
     baseline), or None where the set has none or the file is not there (an installation without results/).
+    `compiled=True`: the table of the same models compiled with `rv.compile_for_inference` (`--compile`).
 
     Raises:
         ValueError: an unknown set; the message lists the valid ones.
     """
     checkpoints(set_name)                                       # checks the name
-    path = RESULTS_DIR / SWEEP_TABLES[set_name] if set_name in SWEEP_TABLES else None
+    tables = COMPILED_SWEEP_TABLES if compiled else SWEEP_TABLES
+    path = RESULTS_DIR / tables[set_name] if set_name in tables else None
     return path if path is not None and path.is_file() else None
 
 
