@@ -6,8 +6,9 @@ from values), the class attention is taken from timm's own q/k (forward hooks, w
 one warning a method can give (ToMe's clipped r) is not given while compiling. Recording (`rv.record`) is not
 needed for any of this, but does not break the graph either.
 
-The graph-break checks use the "eager" backend (tracing only: a second or two each); one check compiles with the
-default backend (inductor, C++ kernels built with the system compiler), on a two-block model, once.
+The graph-break checks use the "eager" backend (tracing only: a second or two each); two checks compile with the
+default backend (inductor, C++ kernels built with the system compiler) on small models: plain `torch.compile`, and
+`rv.compile_for_inference` (weights frozen, the graph driven from C++).
 """
 from __future__ import annotations
 
@@ -99,20 +100,6 @@ def _has_cpp_compiler() -> bool:
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
 
 
-@pytest.mark.skipif(not _has_cpp_compiler(), reason="no C++ compiler for inductor's CPU kernels")
-def test_evit_compiled_with_inductor_matches_eager():
-    model = rv.apply(tiny_vit("deit", depth=2), rv.EViT(keep_rate=0.5, layers=(0,)))
-    images = images_for(model)
-    expected = run(model, images)
-    with rv.applied(model, None):
-        assert not torch.allclose(run(model, images), expected, atol=1e-3), "EViT changes this model's output"
-    torch._dynamo.reset()
-    with torch._inductor.config.patch(compile_threads=1):     # no pool of compiler processes for one small graph
-        compiled = torch.compile(model)
-        actual = run(compiled, images)
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_compile_for_inference_refuses_a_model_in_training_mode_before_compiling():
     model = rv.apply(tiny_vit("deit", depth=2), rv.EViT(keep_rate=0.5, layers=(0,))).train()
     torch._dynamo.reset()
@@ -122,18 +109,27 @@ def test_compile_for_inference_refuses_a_model_in_training_mode_before_compiling
         rv.compile_for_inference("deit_small_patch16_224")
 
 
+INDUCTOR_CASES = {
+    # plain torch.compile (inductor) on EViT; rv.compile_for_inference (weights frozen into the graph, the graph driven
+    # from C++) on ImagePiece and ToMe composed, the most operators a reduction step has (rankings, matchings, scatters)
+    "torch.compile, EViT": (2, lambda: rv.EViT(keep_rate=0.5, layers=(0,)), torch.compile),
+    "compile_for_inference, ImagePiece+ToMe": (
+        3, lambda: [rv.ImagePiece(keep_rate=0.6, layers=(0, 1)), rv.ToMe(r=1)], rv.compile_for_inference),
+}
+
+
 @pytest.mark.skipif(not _has_cpp_compiler(), reason="no C++ compiler for inductor's CPU kernels")
-def test_compile_for_inference_computes_the_eager_output():
-    """ImagePiece and ToMe composed (the most operators a reduction step has: rankings, matchings, scatters), with
-    weights frozen into the graph and the graph driven from C++: the eager output, and the model itself unchanged."""
-    model = rv.apply(tiny_vit("deit", depth=3), [rv.ImagePiece(keep_rate=0.6, layers=(0, 1)), rv.ToMe(r=1)])
+@pytest.mark.parametrize("case", sorted(INDUCTOR_CASES))
+def test_compiled_with_inductor_computes_the_eager_output(case):
+    depth, method, compile_model = INDUCTOR_CASES[case]
+    model = rv.apply(tiny_vit("deit", depth=depth), method())
     images = images_for(model)
     expected = run(model, images)
     with rv.applied(model, None):
-        assert not torch.allclose(run(model, images), expected, atol=1e-3), "the methods change this model's output"
+        assert not torch.allclose(run(model, images), expected, atol=1e-3), "the method changes this model's output"
     torch._dynamo.reset()
     with torch._inductor.config.patch(compile_threads=1):     # no pool of compiler processes for one small graph
-        compiled = rv.compile_for_inference(model)
+        compiled = compile_model(model)
         with torch.inference_mode():
             actual = compiled(images)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
