@@ -11,7 +11,7 @@ model that takes 3 ms a pass that fixed cost can outweigh the tokens saved (Imag
 showcase model at batch 1, docs/results.md). `torch.compile` removes most of it; two of inductor's options remove
 the rest on a CPU:
 
-- `freezing`: the weights become constants of the graph, so the matmuls run on prepacked weights;
+- `freezing`: the weights become constants of the graph, which inductor may fold or prepack;
 - `cpp_wrapper`: the compiled graph calls its kernels, and the operators it leaves to PyTorch (sorts, top-k), from
   C++ instead of Python, which is most of what a reduction step still costs once compiled.
 
@@ -27,8 +27,8 @@ are what keeps ImagePiece and ToMe behind the compiled untouched model without `
 """
 from __future__ import annotations
 
-from torch import nn
 import torch
+from torch import nn
 
 
 # inductor's settings for a frozen, C++-driven graph (see the module's docstring)
